@@ -1,1 +1,16 @@
+//! Wire formats: pprof's `profile.proto` and Grafana Pyroscope's push API.
+//!
+//! The message types are written with prost derives from the public field numbers, so no
+//! `protoc` is needed to build. On top of them: [`builder::ProfileBuilder`], which
+//! deduplicates strings, functions, locations and mappings; [`validate`], a structural check
+//! (every id resolves, string indices in range); and [`gzip`] helpers whose decoder caps the
+//! decompressed size.
 
+pub mod builder;
+pub mod gzip;
+pub mod pprof;
+pub mod push;
+pub mod validate;
+
+pub use builder::ProfileBuilder;
+pub use validate::{validate, ValidationError};
