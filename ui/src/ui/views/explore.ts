@@ -1,0 +1,129 @@
+// Tag explorer: pick a label, see each value's share (bar chart + table) and its own timeline.
+import { api, type GroupTotals } from '../../lib/api';
+import { SERIES } from '../../lib/colors';
+import { pct } from '../../lib/flamebearer';
+import { parseTime } from '../../lib/timerange';
+import { stateQuery, type AppState } from '../../lib/urlstate';
+import { debug } from '../debug';
+import { errorBox, h } from '../dom';
+import { navigate } from '../store';
+import { TimelineChart } from '../timeline';
+import { track } from '../track';
+
+export class ExploreView {
+  readonly el: HTMLElement;
+  private labels: HTMLElement;
+  private timeline: TimelineChart;
+  private content: HTMLElement;
+  private key = '';
+  private labelsKey = '';
+  private gen = 0;
+
+  constructor() {
+    this.labels = h('div', { class: 'label-chips', testid: 'explore-labels' });
+    this.timeline = new TimelineChart({ height: 200, testid: 'explore-timeline', fill: false, onSelect: (f, u) => navigate({ from: String(f), until: String(u) }) });
+    this.content = h('div', { class: 'explore-content' });
+    this.el = h('section', { class: 'view explore', testid: 'view-explore' },
+      h('div', { class: 'card' }, h('div', { class: 'row' }, h('strong', {}, 'Group by '), this.labels)),
+      h('div', { class: 'card' }, this.timeline.el, h('div', { class: 'hint muted small' }, 'Each value’s CPU over time. Drag to zoom in time.')),
+      this.content,
+    );
+  }
+
+  destroy(): void {
+    this.timeline.destroy();
+    this.el.remove();
+  }
+
+  update(s: AppState): void {
+    this.loadLabels(s);
+    if (!s.groupBy) return;
+    const key = `${stateQuery(s)}|${s.from}|${s.until}|${s.groupBy}`;
+    if (key === this.key) return;
+    this.key = key;
+    this.fetch(s);
+  }
+
+  private async loadLabels(s: AppState): Promise<void> {
+    const key = `${stateQuery(s)}|${s.from}|${s.until}|${s.groupBy}`;
+    if (key === this.labelsKey) return;
+    this.labelsKey = key;
+    try {
+      const names = (await track(api.labelNames(stateQuery(s), s.from, s.until))).filter((n) => !n.startsWith('__') && (n !== 'service_name' || !s.service));
+      if (!s.groupBy && names.length) {
+        // Default to the first non-service label.
+        navigate({ groupBy: names.find((n) => n !== 'service_name') ?? names[0] }, { replace: true });
+        return;
+      }
+      this.labels.replaceChildren(
+        ...names.map((n) => h('button', { class: `chip mono${n === s.groupBy ? ' active' : ''}`, testid: `groupby-${n}`, onclick: () => navigate({ groupBy: n }) }, n)),
+      );
+    } catch (e) {
+      this.labels.replaceChildren(errorBox((e as Error).message));
+    }
+  }
+
+  private async fetch(s: AppState): Promise<void> {
+    const gen = ++this.gen;
+    this.el.dataset.state = 'loading';
+    try {
+      const g = await track(api.groupTotals(stateQuery(s), s.from, s.until, s.groupBy));
+      if (gen !== this.gen) return;
+      this.render(s, g);
+      this.el.dataset.state = 'ready';
+      debug.renders++;
+    } catch (e) {
+      if (gen !== this.gen) return;
+      this.el.dataset.state = 'error';
+      this.content.replaceChildren(errorBox(`Failed to load groups: ${(e as Error).message}`));
+    }
+  }
+
+  private render(s: AppState, g: GroupTotals): void {
+    const groups = [...g.groups].sort((a, b) => b.total - a.total);
+    const color = (i: number) => SERIES[i % SERIES.length];
+    const label = (v: string) => (v === '' ? '(no value)' : v);
+    this.timeline.setData(groups.map((gr, i) => ({ label: label(gr.value), timeline: gr.timeline, color: color(i) })), [parseTime(s.from), parseTime(s.until)]);
+    const max = Math.max(1, ...groups.map((x) => x.total));
+    const filter = (v: string) => {
+      const matchers = s.matchers.filter((m) => m.name !== s.groupBy);
+      if (v !== '') matchers.push({ name: s.groupBy, op: '=', value: v });
+      navigate({ view: 'single', matchers, focus: '' });
+    };
+    const bars = h('div', { class: 'bars', testid: 'explore-bars' },
+      ...groups.map((gr, i) =>
+        h('div', { class: 'bar-row', onclick: () => filter(gr.value), title: `Show the flame graph for ${s.groupBy}="${gr.value}"` },
+          h('span', { class: 'bar-label mono' }, label(gr.value)),
+          h('span', { class: 'bar-track' }, h('span', { class: 'bar', style: `width:${(100 * gr.total) / max}%;background:${color(i)}` })),
+          h('span', { class: 'bar-pct' }, pct(gr.total, g.total)),
+        ),
+      ),
+    );
+    const tbody = h('tbody', {});
+    groups.forEach((gr, i) => {
+      const secs = gr.timeline.samples.length ? gr.timeline.samples : [0];
+      const avg = secs.reduce((a, b) => a + b, 0) / secs.length;
+      const tr = h('tr', { testid: 'explore-row', class: 'clickable', onclick: () => filter(gr.value) },
+        h('td', { class: 'mono' }, h('span', { class: 'dot', style: `background:${color(i)}` }), label(gr.value)),
+        h('td', { class: 'num' }, gr.total.toLocaleString()),
+        h('td', { class: 'num' }, pct(gr.total, g.total)),
+        h('td', { class: 'num' }, avg.toFixed(1)),
+        h('td', { class: 'num' }, String(Math.max(...secs))),
+      );
+      tr.dataset.value = gr.value;
+      tbody.append(tr);
+    });
+    this.content.replaceChildren(
+      h('div', { class: 'explore-grid' },
+        h('div', { class: 'card' }, h('h3', {}, `Share of CPU by ${s.groupBy}`), bars),
+        h('div', { class: 'card' },
+          h('h3', {}, `${s.groupBy} values`),
+          h('table', { class: 'data-table', testid: 'explore-table' },
+            h('thead', {}, h('tr', {}, h('th', {}, s.groupBy), h('th', { class: 'num' }, 'Total (samples)'), h('th', { class: 'num' }, '%'), h('th', { class: 'num' }, 'Avg samples/step'), h('th', { class: 'num' }, 'Max'))),
+            tbody),
+          h('div', { class: 'muted small' }, 'Click a value to open the single view filtered by it.'),
+        ),
+      ),
+    );
+  }
+}
