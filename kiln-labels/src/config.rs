@@ -360,6 +360,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_is_valid() {
+        let c = AgentConfig::from_toml_str(include_str!("../agent.example.toml"))
+            .expect("agent.example.toml must stay valid");
+        assert_eq!(c.env_labels["APP_VERSION"], "version");
+        assert_eq!(c.relabel_configs.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
     fn empty_config_uses_defaults() {
         let c = AgentConfig::from_toml_str("").expect("empty is valid");
         assert_eq!(c.frequency_or_default(), DEFAULT_FREQUENCY_HZ);
