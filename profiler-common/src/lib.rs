@@ -91,7 +91,7 @@ pub enum Stat {
     UserStackCollision = 5,
     /// Loss of the kernel stack: same, for the kernel stack.
     KernelStackCollision = 6,
-    /// The user stack could not be read (-EFAULT etc.) for a user-space thread.
+    /// The user stack could not be read although the sample was taken in user mode.
     UserStackMissing = 7,
     /// The kernel stack could not be read while the sample was taken in kernel mode.
     KernelStackMissing = 8,
@@ -99,9 +99,11 @@ pub enum Stat {
     NoStack = 9,
     /// The process-event ring buffer was full.
     EventsLost = 10,
+    /// Kernel-mode sample without a user stack (kernel threads): expected, not a loss.
+    NoUserStack = 11,
 }
 
-pub const STAT_COUNT: u32 = 11;
+pub const STAT_COUNT: u32 = 12;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT as usize] = [
@@ -116,6 +118,7 @@ impl Stat {
         Stat::KernelStackMissing,
         Stat::NoStack,
         Stat::EventsLost,
+        Stat::NoUserStack,
     ];
 
     /// Stable snake_case name, used in reports and metrics.
@@ -132,6 +135,7 @@ impl Stat {
             Stat::KernelStackMissing => "kernel_stack_missing",
             Stat::NoStack => "no_stack",
             Stat::EventsLost => "events_lost",
+            Stat::NoUserStack => "no_user_stack",
         }
     }
 

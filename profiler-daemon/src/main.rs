@@ -1,1 +1,48 @@
-fn main(){}
+//! kiln: continuous profiling for Linux.
+
+mod aggregate;
+mod cmd;
+mod collector;
+mod output;
+mod privileges;
+mod procs;
+mod sampler;
+mod symbolize;
+
+use clap::{Parser, Subcommand};
+
+/// Kiln samples the CPU stacks of every process on this host with eBPF, symbolizes and
+/// labels them, and stores or forwards them as profiles.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record CPU profiles for a while and write them to a file (pprof, folded or SVG).
+    ///
+    /// Example: `sudo kiln record --duration 10 --output host.svg`
+    Record(cmd::record::RecordArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Record(args) => cmd::record::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("kiln: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,291 @@
+//! Symbolized, aggregated samples of one time window: unique stacks with counts, over a
+//! table of unique locations. Both outputs of `kiln record` and the agent's per-target
+//! profiles are built from it.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use kiln_proto::{
+    builder::{FrameSpec, MappingSpec},
+    pprof::Profile,
+    ProfileBuilder,
+};
+
+use crate::{
+    procs::{BinaryId, ProcessTable},
+    sampler::RawSample,
+    symbolize::{self, Frames, Symbolizer},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum LocationKey {
+    Kernel(u64),
+    User(BinaryId, u64),
+    Unmapped(Arc<str>, u64),
+}
+
+/// Where a location's code lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Module {
+    Kernel,
+    Binary {
+        path: Arc<str>,
+        build_id: Option<Arc<str>>,
+    },
+    /// Anonymous or special memory ([vdso], JIT code) or a process we could not read.
+    Other(Arc<str>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub module: Module,
+    /// File offset for binaries, the address otherwise.
+    pub address: u64,
+    /// Innermost first.
+    pub frames: Frames,
+}
+
+/// One unique stack of one process and thread name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub pid: u32,
+    pub process: Arc<str>,
+    pub thread: Arc<str>,
+    /// Indices into [`Aggregate::locations`], leaf first (kernel frames, then user).
+    pub locations: Box<[u32]>,
+}
+
+#[derive(Default)]
+pub struct Aggregate {
+    pub locations: Vec<Location>,
+    index: HashMap<LocationKey, u32>,
+    pub stacks: HashMap<StackKey, u64>,
+    pub total: u64,
+    /// Samples whose process could not be read to symbolize them.
+    pub unreadable_process_samples: u64,
+}
+
+impl Aggregate {
+    pub fn add(&mut self, samples: &[RawSample], procs: &mut ProcessTable, sym: &mut Symbolizer) {
+        let mut locations = Vec::with_capacity(64);
+        for sample in samples {
+            locations.clear();
+            let pid = sample.key.tgid;
+            for &addr in &sample.kernel {
+                locations.push(self.intern(LocationKey::Kernel(addr), || Location {
+                    module: Module::Kernel,
+                    address: addr,
+                    frames: sym.kernel(addr),
+                }));
+            }
+            let thread: Arc<str> = comm_str(&sample.key.comm).into();
+            let mut process_name = thread.clone();
+            if !sample.user.is_empty() {
+                if procs.ensure(pid).is_none() {
+                    self.unreadable_process_samples += sample.count;
+                }
+                if let Some(p) = procs.get(pid) {
+                    if !p.comm.is_empty() {
+                        process_name = p.comm.clone();
+                    }
+                }
+                for (depth, &ip) in sample.user.iter().enumerate() {
+                    // Return addresses point after the call; look up the call itself.
+                    let addr = if depth == 0 { ip } else { ip.saturating_sub(1) };
+                    let loc = self.user_location(pid, addr, procs, sym);
+                    locations.push(loc);
+                }
+            } else if let Some(p) = procs.get(pid) {
+                if !p.comm.is_empty() {
+                    process_name = p.comm.clone();
+                }
+            }
+            let key = StackKey {
+                pid,
+                process: process_name,
+                thread,
+                locations: locations.as_slice().into(),
+            };
+            *self.stacks.entry(key).or_default() += sample.count;
+            self.total += sample.count;
+        }
+    }
+
+    fn user_location(
+        &mut self,
+        pid: u32,
+        addr: u64,
+        procs: &mut ProcessTable,
+        sym: &mut Symbolizer,
+    ) -> u32 {
+        let mut mapping = procs.get(pid).and_then(|p| p.mapping_for(addr).cloned());
+        if mapping.is_none() && procs.get(pid).is_some_and(|p| !p.exited) {
+            // Mapped after we read the maps (dlopen, JIT): read them again.
+            procs.capture(pid);
+            mapping = procs.get(pid).and_then(|p| p.mapping_for(addr).cloned());
+        }
+        let Some(m) = mapping else {
+            return self.intern(LocationKey::Unmapped("[unknown]".into(), addr), || {
+                Location {
+                    module: Module::Other("[unknown]".into()),
+                    address: addr,
+                    frames: symbolize::unknown("[unknown]", addr),
+                }
+            });
+        };
+        let offset = addr - m.start + m.file_offset;
+        match m
+            .binary
+            .and_then(|id| procs.binaries.get(id).map(|b| (id, b)))
+        {
+            Some((id, binary)) => self.intern(LocationKey::User(id, offset), || Location {
+                module: Module::Binary {
+                    path: binary.path.clone(),
+                    build_id: binary.build_id.as_deref().map(Arc::from),
+                },
+                address: offset,
+                frames: sym.user(id, binary, offset),
+            }),
+            None => {
+                let label = m.label.clone();
+                self.intern(LocationKey::Unmapped(label.clone(), offset), || Location {
+                    module: Module::Other(label.clone()),
+                    address: offset,
+                    frames: symbolize::unknown(&label, offset),
+                })
+            }
+        }
+    }
+
+    fn intern(&mut self, key: LocationKey, make: impl FnOnce() -> Location) -> u32 {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.locations.len() as u32;
+        self.locations.push(make());
+        self.index.insert(key, i);
+        i
+    }
+
+    /// Function names root first, inlined frames expanded, for one stack.
+    pub fn frames_root_first<'a>(
+        &'a self,
+        stack: &'a StackKey,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        stack.locations.iter().rev().flat_map(move |&l| {
+            self.locations[l as usize]
+                .frames
+                .iter()
+                .rev()
+                .map(|f| f.function.as_ref())
+        })
+    }
+
+    /// Folded lines (`process;root;...;leaf count`), sorted for stable output.
+    pub fn folded_lines(&self) -> Vec<String> {
+        let mut merged: HashMap<String, u64> = HashMap::new();
+        for (stack, count) in &self.stacks {
+            let mut line = sanitize(&stack.process);
+            for f in self.frames_root_first(stack) {
+                line.push(';');
+                line.push_str(&sanitize(f));
+            }
+            *merged.entry(line).or_default() += count;
+        }
+        let mut lines: Vec<String> = merged
+            .into_iter()
+            .map(|(stack, count)| format!("{stack} {count}"))
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// A pprof profile of the stacks `keep` accepts. Samples carry the labels pid,
+    /// process and thread, plus `extra_labels`.
+    pub fn to_pprof(
+        &self,
+        window: (SystemTime, Duration),
+        frequency: u64,
+        extra_labels: &[(&str, &str)],
+        keep: impl Fn(&StackKey) -> bool,
+    ) -> Profile {
+        let period = 1_000_000_000 / frequency.max(1) as i64;
+        let mut b = ProfileBuilder::new(
+            &[("samples", "count"), ("cpu", "nanoseconds")],
+            ("cpu", "nanoseconds"),
+            period,
+        );
+        let start = window
+            .0
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        b.set_time(start.as_nanos() as i64, window.1.as_nanos() as i64);
+        let mut location_ids: HashMap<u32, u64> = HashMap::new();
+        let mut ids = Vec::new();
+        for (stack, &count) in self.stacks.iter().filter(|(s, _)| keep(s)) {
+            ids.clear();
+            for &l in stack.locations.iter() {
+                let id = *location_ids
+                    .entry(l)
+                    .or_insert_with(|| add_location(&mut b, &self.locations[l as usize]));
+                ids.push(id);
+            }
+            let pid = stack.pid.to_string();
+            let mut labels: Vec<(&str, &str)> = vec![
+                ("pid", &pid),
+                ("process", &stack.process),
+                ("thread", &stack.thread),
+            ];
+            labels.extend_from_slice(extra_labels);
+            b.add_sample(&ids, &[count as i64, count as i64 * period], &labels);
+        }
+        b.build()
+    }
+}
+
+fn add_location(b: &mut ProfileBuilder, loc: &Location) -> u64 {
+    let spec = match &loc.module {
+        Module::Kernel => MappingSpec {
+            filename: "[kernel.kallsyms]".into(),
+            has_functions: true,
+            ..Default::default()
+        },
+        Module::Binary { path, build_id } => MappingSpec {
+            filename: path.to_string(),
+            build_id: build_id.as_deref().unwrap_or("").to_owned(),
+            has_functions: true,
+            has_filenames: loc.frames.iter().any(|f| f.file.is_some()),
+            has_line_numbers: loc.frames.iter().any(|f| f.line > 0),
+            has_inline_frames: loc.frames.len() > 1,
+            ..Default::default()
+        },
+        Module::Other(label) => MappingSpec {
+            filename: label.to_string(),
+            ..Default::default()
+        },
+    };
+    let mapping = b.mapping(&spec);
+    let frames: Vec<FrameSpec<'_>> = loc
+        .frames
+        .iter()
+        .map(|f| FrameSpec {
+            name: &f.function,
+            filename: f.file.as_deref().unwrap_or(""),
+            line: i64::from(f.line),
+        })
+        .collect();
+    b.location(mapping, loc.address, &frames)
+}
+
+pub fn comm_str(comm: &[u8]) -> &str {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    std::str::from_utf8(&comm[..end]).unwrap_or("?")
+}
+
+/// Folded format separates frames with ';' and ends with " count".
+fn sanitize(name: &str) -> String {
+    name.replace(';', ":").replace('\n', " ")
+}

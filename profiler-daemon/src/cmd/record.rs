@@ -1,0 +1,181 @@
+//! `kiln record`: profile for a while, write one file.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    sync::{atomic::AtomicBool, atomic::Ordering, Arc},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use crate::{
+    aggregate::Aggregate,
+    collector::Collector,
+    output::{self, Format, WriteInfo},
+    sampler::SamplerConfig,
+};
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Profile only this process (and its threads); repeat for several. Default: the whole host.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// How long to record, in seconds. Ctrl-C ends earlier and still writes the file.
+    #[arg(long, short = 'd', default_value_t = 10.0, value_name = "SECS")]
+    pub duration: f64,
+
+    /// Samples per second on each CPU.
+    #[arg(long, short = 'F', default_value_t = 99, value_name = "HZ")]
+    pub frequency: u64,
+
+    /// Output file; its extension picks the format: .pb.gz (pprof), .folded, .svg (flame
+    /// graph). Repeat to write several formats of the same recording.
+    #[arg(long, short = 'o', value_name = "FILE", required = true)]
+    pub output: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub sampler: SamplerTuning,
+}
+
+/// Knobs of the kernel side, shared by every command that samples.
+#[derive(Debug, Args, Clone)]
+pub struct SamplerTuning {
+    /// Also record idle CPUs (the swapper task, pid 0).
+    #[arg(long)]
+    pub include_idle: bool,
+
+    /// Distinct (thread, stack) keys each of the two sample buffers holds.
+    #[arg(long, default_value_t = profiler_common::defaults::COUNTS_ENTRIES, value_name = "N", hide_short_help = true)]
+    pub counts_map_entries: u32,
+
+    /// Distinct stacks each of the two stack maps holds (~1 KiB of kernel memory each).
+    #[arg(long, default_value_t = profiler_common::defaults::STACK_ENTRIES, value_name = "N", hide_short_help = true)]
+    pub stack_map_entries: u32,
+
+    /// How often samples are moved out of the kernel, in milliseconds.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "MS",
+        hide_short_help = true
+    )]
+    pub drain_interval_ms: u64,
+}
+
+impl SamplerTuning {
+    pub fn config(&self, frequency: u64, pids: Vec<u32>) -> SamplerConfig {
+        SamplerConfig {
+            frequency,
+            pids,
+            include_idle: self.include_idle,
+            counts_entries: self.counts_map_entries,
+            stack_entries: self.stack_map_entries,
+        }
+    }
+}
+
+pub fn run(args: RecordArgs) -> anyhow::Result<()> {
+    let formats = args
+        .output
+        .iter()
+        .map(|p| Format::from_path(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !(args.duration > 0.0 && args.duration.is_finite()) {
+        bail!("--duration must be a positive number of seconds");
+    }
+    for pid in &args.pids {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process with pid {pid} is running");
+        }
+    }
+    for path in &args.output {
+        output::check_writable(path)?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+
+    let config = args.sampler.config(args.frequency, args.pids.clone());
+    let mut collector = Collector::start(&config)?;
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let duration = Duration::from_secs_f64(args.duration);
+    let drain_every = Duration::from_millis(args.sampler.drain_interval_ms.max(10));
+    let progress = std::io::stderr().is_terminal();
+    let mut agg = Aggregate::default();
+    let mut last_drain = Instant::now();
+    let mut last_progress = Instant::now();
+
+    while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20).min(duration.saturating_sub(start.elapsed())));
+        collector.poll_events();
+        if last_drain.elapsed() >= drain_every {
+            collector.collect_into(&mut agg)?;
+            last_drain = Instant::now();
+        }
+        if progress && last_progress.elapsed() >= Duration::from_millis(250) {
+            let stats = collector.sampler_stats()?;
+            eprint!(
+                "\r\x1b[2Krecording {:.1}s / {:.0}s  samples {}  losses {}",
+                start.elapsed().as_secs_f64(),
+                duration.as_secs_f64(),
+                stats.get(profiler_common::Stat::Recorded),
+                stats.losses()
+            );
+            let _ = std::io::stderr().flush();
+            last_progress = Instant::now();
+        }
+    }
+    collector.collect_into(&mut agg)?;
+    let elapsed = start.elapsed();
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let stats = collector.sampler_stats()?;
+
+    let scope = if args.pids.is_empty() {
+        "whole host".to_owned()
+    } else {
+        format!(
+            "pid {}",
+            args.pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let title = format!(
+        "kiln record: {scope}, {:.1} s at {} Hz, {} samples",
+        elapsed.as_secs_f64(),
+        args.frequency,
+        agg.total
+    );
+    let info = WriteInfo {
+        window: (started_at, elapsed),
+        frequency: args.frequency,
+        title: &title,
+    };
+    for (path, format) in args.output.iter().zip(formats) {
+        output::write(path, format, &agg, &info)
+            .with_context(|| format!("writing {} failed", path.display()))?;
+    }
+
+    eprintln!(
+        "kiln: recorded {} samples ({} unique stacks, {} processes, {} addresses symbolized) in {:.1} s; losses: {}",
+        agg.total,
+        agg.stacks.len(),
+        agg.stacks.keys().map(|k| k.pid).collect::<std::collections::HashSet<_>>().len(),
+        agg.locations.len(),
+        elapsed.as_secs_f64(),
+        stats.loss_summary(),
+    );
+    for path in &args.output {
+        eprintln!("kiln: wrote {}", path.display());
+    }
+    Ok(())
+}

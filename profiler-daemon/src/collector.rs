@@ -1,0 +1,85 @@
+//! The userspace half of sampling: reacts to process events as they arrive (so a process
+//! is captured while it lives), drains the kernel's buffers, and symbolizes into an
+//! [`Aggregate`].
+
+use profiler_common::{proc_event, ProcEvent};
+
+use crate::{
+    aggregate::Aggregate,
+    procs::ProcessTable,
+    sampler::{Sampler, SamplerConfig, SamplerStats},
+    symbolize::{Symbolizer, SymbolizerStats},
+};
+
+/// Cap of the symbolization caches (entries); ~100 bytes each.
+const SYMBOL_CACHE_ENTRIES: usize = 200_000;
+
+pub struct Collector {
+    sampler: Sampler,
+    pub procs: ProcessTable,
+    symbolizer: Symbolizer,
+    events: Vec<ProcEvent>,
+    /// Processes that exited since the last drain; forgotten after it.
+    exited: Vec<u32>,
+}
+
+impl Collector {
+    pub fn start(config: &SamplerConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            sampler: Sampler::start(config)?,
+            procs: ProcessTable::default(),
+            symbolizer: Symbolizer::new(SYMBOL_CACHE_ENTRIES),
+            events: Vec::new(),
+            exited: Vec::new(),
+        })
+    }
+
+    /// Handles queued process events and returns them, for callers that label processes.
+    pub fn poll_events(&mut self) -> &[ProcEvent] {
+        self.events.clear();
+        self.sampler.poll_events(&mut self.events);
+        for e in &self.events {
+            match e.kind {
+                proc_event::FIRST_SAMPLE => {
+                    self.procs.capture(e.tgid);
+                }
+                proc_event::EXEC => self.procs.exec(e.tgid),
+                proc_event::EXIT => {
+                    self.procs.mark_exited(e.tgid);
+                    self.exited.push(e.tgid);
+                }
+                _ => {}
+            }
+        }
+        &self.events
+    }
+
+    /// Moves everything sampled so far into `agg`.
+    pub fn collect_into(&mut self, agg: &mut Aggregate) -> anyhow::Result<()> {
+        self.poll_events();
+        // Exits seen before the flip: all their samples are in the buffer drained now.
+        let exited = std::mem::take(&mut self.exited);
+        let samples = self.sampler.drain()?;
+        agg.add(&samples, &mut self.procs, &mut self.symbolizer);
+        for (id, binary) in self.procs.evict_exited(&exited) {
+            self.symbolizer.forget(id, &binary);
+        }
+        Ok(())
+    }
+
+    pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {
+        self.sampler.stats()
+    }
+
+    pub fn symbolizer_stats(&self) -> SymbolizerStats {
+        self.symbolizer.stats()
+    }
+
+    pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
+        self.sampler.add_pid(pid)
+    }
+
+    pub fn online_cpus(&self) -> usize {
+        self.sampler.online_cpus()
+    }
+}

@@ -1,0 +1,306 @@
+//! What Kiln knows about the processes it samples: their executable mappings and the
+//! binaries behind them, captured while the process lives so that samples drained after
+//! it exits still symbolize.
+//!
+//! Binaries are identified by (device, inode) from /proc/<pid>/maps and kept open, so a
+//! binary that is replaced, deleted, or lives in another mount namespace (a container)
+//! stays readable for as long as a process we track maps it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::Arc,
+};
+
+/// Index into [`Binaries`].
+pub type BinaryId = u32;
+
+#[derive(Debug)]
+pub struct Binary {
+    /// Path as the process saw it (inside its mount namespace).
+    pub path: Arc<str>,
+    /// File name of `path`, for frames we cannot symbolize.
+    pub name: Arc<str>,
+    pub build_id: Option<String>,
+    file: File,
+}
+
+impl Binary {
+    /// A path through which this process can read the binary, however it was reached.
+    pub fn open_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecMapping {
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    /// None for anonymous or special mappings ([vdso], JIT code).
+    pub binary: Option<BinaryId>,
+    pub label: Arc<str>,
+}
+
+#[derive(Debug)]
+pub struct Process {
+    pub pid: u32,
+    /// Name of the thread-group leader (`/proc/<pid>/comm`).
+    pub comm: Arc<str>,
+    pub exe: Option<Arc<str>>,
+    /// Executable mappings sorted by start address.
+    pub mappings: Vec<ExecMapping>,
+    pub exited: bool,
+}
+
+impl Process {
+    pub fn mapping_for(&self, addr: u64) -> Option<&ExecMapping> {
+        let i = self.mappings.partition_point(|m| m.start <= addr);
+        let m = self.mappings.get(i.checked_sub(1)?)?;
+        (addr < m.end).then_some(m)
+    }
+}
+
+/// Open binaries. Ids are never reused, so caches keyed by id cannot go stale.
+#[derive(Default)]
+pub struct Binaries {
+    by_file: HashMap<(u64, u64), BinaryId>,
+    entries: HashMap<BinaryId, Binary>,
+    next_id: BinaryId,
+}
+
+impl Binaries {
+    pub fn get(&self, id: BinaryId) -> Option<&Binary> {
+        self.entries.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_file.len()
+    }
+
+    fn intern(&mut self, dev: u64, inode: u64, pid: u32, map: &MapsLine<'_>) -> Option<BinaryId> {
+        if let Some(&id) = self.by_file.get(&(dev, inode)) {
+            return Some(id);
+        }
+        // map_files works for deleted files and other mount namespaces; fall back to the
+        // path as the process sees it.
+        let file = File::open(format!(
+            "/proc/{pid}/map_files/{:x}-{:x}",
+            map.start, map.end
+        ))
+        .or_else(|_| File::open(format!("/proc/{pid}/root{}", map.path)))
+        .ok()?;
+        let path: Arc<str> = map.path.trim_end_matches(" (deleted)").into();
+        let name: Arc<str> = path.rsplit('/').next().unwrap_or(&path).into();
+        let mut binary = Binary {
+            path,
+            name,
+            build_id: None,
+            file,
+        };
+        binary.build_id = blazesym::helper::read_elf_build_id(&binary.open_path())
+            .ok()
+            .flatten()
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.insert(id, binary);
+        self.by_file.insert((dev, inode), id);
+        Some(id)
+    }
+
+    /// Closes every binary not in `live` and returns them, so caches can forget them.
+    fn retain(&mut self, live: &HashSet<BinaryId>) -> Vec<(BinaryId, Binary)> {
+        self.by_file.retain(|_, id| live.contains(id));
+        let dead: Vec<BinaryId> = self
+            .entries
+            .keys()
+            .filter(|id| !live.contains(id))
+            .copied()
+            .collect();
+        dead.into_iter()
+            .filter_map(|id| self.entries.remove(&id).map(|b| (id, b)))
+            .collect()
+    }
+}
+
+/// Processes seen in samples, their mappings, and the binaries they share.
+#[derive(Default)]
+pub struct ProcessTable {
+    processes: HashMap<u32, Process>,
+    pub binaries: Binaries,
+    /// Processes that could not be read (gone before we looked).
+    pub capture_failures: u64,
+}
+
+impl ProcessTable {
+    pub fn get(&self, pid: u32) -> Option<&Process> {
+        self.processes.get(&pid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// Reads (or re-reads) a process's mappings. Returns false if it is gone.
+    pub fn capture(&mut self, pid: u32) -> bool {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            self.capture_failures += 1;
+            return false;
+        };
+        let comm: Arc<str> = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim_end().to_owned())
+            .unwrap_or_default()
+            .into();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| Arc::from(p.to_string_lossy().trim_end_matches(" (deleted)")));
+        let mut mappings = Vec::new();
+        for line in maps.lines() {
+            let Some(m) = MapsLine::parse(line) else {
+                continue;
+            };
+            if !m.executable {
+                continue;
+            }
+            let binary = if m.inode != 0 && m.path.starts_with('/') {
+                self.binaries.intern(m.dev, m.inode, pid, &m)
+            } else {
+                None
+            };
+            let label: Arc<str> = if m.path.is_empty() {
+                "[anon]".into()
+            } else {
+                m.path.rsplit('/').next().unwrap_or(m.path).into()
+            };
+            mappings.push(ExecMapping {
+                start: m.start,
+                end: m.end,
+                file_offset: m.offset,
+                binary,
+                label,
+            });
+        }
+        mappings.sort_by_key(|m| m.start);
+        if comm.is_empty() && mappings.is_empty() {
+            // A kernel thread: nothing to capture, but remember its name.
+        }
+        self.processes.insert(
+            pid,
+            Process {
+                pid,
+                comm,
+                exe,
+                mappings,
+                exited: false,
+            },
+        );
+        true
+    }
+
+    /// Captures `pid` unless already known.
+    pub fn ensure(&mut self, pid: u32) -> Option<&Process> {
+        if !self.processes.contains_key(&pid) && !self.capture(pid) {
+            return None;
+        }
+        self.processes.get(&pid)
+    }
+
+    /// The process replaced its image: its old mappings no longer apply.
+    pub fn exec(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    pub fn mark_exited(&mut self, pid: u32) {
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.exited = true;
+        }
+    }
+
+    /// Forgets processes that exited (once their samples are drained) and closes the
+    /// binaries that no remaining process maps, returning those.
+    pub fn evict_exited(&mut self, exited: &[u32]) -> Vec<(BinaryId, Binary)> {
+        for pid in exited {
+            self.processes.remove(pid);
+        }
+        if exited.is_empty() {
+            return Vec::new();
+        }
+        let live: HashSet<BinaryId> = self
+            .processes
+            .values()
+            .flat_map(|p| p.mappings.iter().filter_map(|m| m.binary))
+            .collect();
+        self.binaries.retain(&live)
+    }
+}
+
+/// One line of /proc/<pid>/maps.
+struct MapsLine<'a> {
+    start: u64,
+    end: u64,
+    executable: bool,
+    offset: u64,
+    dev: u64,
+    inode: u64,
+    path: &'a str,
+}
+
+impl<'a> MapsLine<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut fields = line.splitn(6, ' ');
+        let (start, end) = fields.next()?.split_once('-')?;
+        let perms = fields.next()?;
+        let offset = fields.next()?;
+        let (major, minor) = fields.next()?.split_once(':')?;
+        let inode = fields.next()?;
+        let path = fields.next().unwrap_or("").trim_start();
+        let major = u64::from_str_radix(major, 16).ok()?;
+        let minor = u64::from_str_radix(minor, 16).ok()?;
+        Some(Self {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            executable: perms.as_bytes().get(2) == Some(&b'x'),
+            offset: u64::from_str_radix(offset, 16).ok()?,
+            dev: (major << 32) | minor,
+            inode: inode.parse().ok()?,
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_maps_lines() {
+        let m = MapsLine::parse(
+            "7f1c2a000000-7f1c2a1c5000 r-xp 00028000 fe:01 1835   /usr/lib/x86_64-linux-gnu/libc.so.6",
+        )
+        .unwrap();
+        assert_eq!(m.start, 0x7f1c2a000000);
+        assert_eq!(m.offset, 0x28000);
+        assert!(m.executable);
+        assert_eq!(m.dev, (0xfe << 32) | 1);
+        assert_eq!(m.inode, 1835);
+        assert_eq!(m.path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let anon = MapsLine::parse("7ffd1000-7ffd3000 r-xp 00000000 00:00 0 [vdso]").unwrap();
+        assert_eq!(anon.path, "[vdso]");
+        assert_eq!(anon.inode, 0);
+    }
+
+    #[test]
+    fn captures_own_process_and_finds_a_mapping() {
+        let mut table = ProcessTable::default();
+        let pid = std::process::id();
+        let p = table.ensure(pid).expect("own process readable");
+        let addr = captures_own_process_and_finds_a_mapping as usize as u64;
+        let m = p.mapping_for(addr).expect("own code is mapped");
+        let bin = table.binaries.get(m.binary.unwrap()).unwrap();
+        assert!(std::fs::metadata(bin.open_path()).is_ok());
+        assert!(table.ensure(u32::MAX - 1).is_none());
+    }
+}

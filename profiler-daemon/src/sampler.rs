@@ -1,0 +1,297 @@
+//! Loads the embedded eBPF object, attaches the sampler to every online CPU and the
+//! process probes to their tracepoints, and drains samples without losing any.
+
+use std::{thread, time::Duration};
+
+use anyhow::{bail, Context as _};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        PerfEvent, RawTracePoint,
+    },
+    util::online_cpus,
+    Ebpf, EbpfLoader,
+};
+use profiler_common::{defaults, names, ProcEvent, SampleKey, Stat, STAT_COUNT};
+
+/// How long a flip of the active buffer waits for programs that already read the old
+/// value. A sample program runs for a few microseconds; this is three orders of margin.
+const FLIP_GRACE: Duration = Duration::from_millis(5);
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf"));
+
+#[derive(Clone, Debug)]
+pub struct SamplerConfig {
+    /// Samples per second per CPU.
+    pub frequency: u64,
+    /// Record only these processes (thread-group ids); empty = the whole host.
+    pub pids: Vec<u32>,
+    pub include_idle: bool,
+    pub counts_entries: u32,
+    pub stack_entries: u32,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            frequency: 99,
+            pids: Vec::new(),
+            include_idle: false,
+            counts_entries: defaults::COUNTS_ENTRIES,
+            stack_entries: defaults::STACK_ENTRIES,
+        }
+    }
+}
+
+/// One drained count-map entry with its stacks resolved to instruction pointers.
+#[derive(Clone, Debug)]
+pub struct RawSample {
+    pub key: SampleKey,
+    pub count: u64,
+    /// Leaf first.
+    pub user: Vec<u64>,
+    /// Leaf first.
+    pub kernel: Vec<u64>,
+}
+
+/// Totals of the kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SamplerStats(pub [u64; STAT_COUNT as usize]);
+
+impl SamplerStats {
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.0[stat as usize]
+    }
+
+    pub fn losses(&self) -> u64 {
+        Stat::ALL
+            .iter()
+            .filter(|s| s.is_loss())
+            .map(|s| self.get(*s))
+            .sum()
+    }
+
+    /// "name=value" for every non-zero loss counter.
+    pub fn loss_summary(&self) -> String {
+        let parts: Vec<String> = Stat::ALL
+            .iter()
+            .filter(|s| s.is_loss() && self.get(**s) > 0)
+            .map(|s| format!("{}={}", s.name(), self.get(*s)))
+            .collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+pub struct Sampler {
+    // Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+    counts: [HashMap<MapData, SampleKey, u64>; 2],
+    stacks: [StackTraceMap<MapData>; 2],
+    active_buffer: Array<MapData, u32>,
+    active: u32,
+    pid_filter: Option<HashMap<MapData, u32, u8>>,
+    events: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    cpus: usize,
+}
+
+impl Sampler {
+    pub fn start(config: &SamplerConfig) -> anyhow::Result<Self> {
+        crate::privileges::check()?;
+        check_frequency(config.frequency)?;
+        raise_memlock_limit();
+
+        let filter_pids: u8 = u8::from(!config.pids.is_empty());
+        let include_idle: u8 = u8::from(config.include_idle);
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(names::GLOBAL_FILTER_PIDS, &filter_pids, true)
+            .override_global(names::GLOBAL_INCLUDE_IDLE, &include_idle, true);
+        for name in names::COUNTS {
+            loader.map_max_entries(name, config.counts_entries);
+        }
+        for name in names::STACKS {
+            loader.map_max_entries(name, config.stack_entries);
+        }
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF sampler into the kernel failed")?;
+
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("the eBPF object has no map {name}"))
+        };
+        let counts = [
+            HashMap::try_from(take(&mut ebpf, names::COUNTS[0])?)?,
+            HashMap::try_from(take(&mut ebpf, names::COUNTS[1])?)?,
+        ];
+        let stacks = [
+            StackTraceMap::try_from(take(&mut ebpf, names::STACKS[0])?)?,
+            StackTraceMap::try_from(take(&mut ebpf, names::STACKS[1])?)?,
+        ];
+        let active_buffer = Array::try_from(take(&mut ebpf, names::ACTIVE_BUFFER)?)?;
+        let mut pid_filter: HashMap<MapData, u32, u8> =
+            HashMap::try_from(take(&mut ebpf, names::PID_FILTER)?)?;
+        for pid in &config.pids {
+            pid_filter.insert(pid, 1, 0).with_context(|| {
+                format!("adding pid {pid} to the filter failed (too many pids?)")
+            })?;
+        }
+        let events = RingBuf::try_from(take(&mut ebpf, names::PROC_EVENTS)?)?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, names::STATS)?)?;
+
+        for (prog, name) in [
+            (names::PROG_EXEC, "sched_process_exec"),
+            (names::PROG_EXIT, "sched_process_exit"),
+        ] {
+            let tp: &mut RawTracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("the eBPF object has no program {prog}"))?
+                .try_into()?;
+            tp.load()
+                .with_context(|| format!("loading {prog} failed"))?;
+            tp.attach(name)
+                .with_context(|| format!("attaching to raw tracepoint {name} failed"))?;
+        }
+
+        let cpus = online_cpus().map_err(|(path, e)| anyhow::anyhow!("reading {path}: {e}"))?;
+        let program: &mut PerfEvent = ebpf
+            .program_mut(names::PROG_SAMPLE)
+            .context("the eBPF object has no sampler program")?
+            .try_into()?;
+        program
+            .load()
+            .context("loading the sampler program failed")?;
+        for &cpu in &cpus {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(config.frequency),
+                    false,
+                )
+                .with_context(|| format!("opening the cpu-clock perf event on CPU {cpu} failed"))?;
+        }
+
+        Ok(Self {
+            _ebpf: ebpf,
+            counts,
+            stacks,
+            active_buffer,
+            active: 0,
+            pid_filter: (!config.pids.is_empty()).then_some(pid_filter),
+            events,
+            stats,
+            cpus: cpus.len(),
+        })
+    }
+
+    pub fn online_cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// Adds a process to the in-kernel filter (only when started with a filter).
+    pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
+        if let Some(filter) = &mut self.pid_filter {
+            filter.insert(pid, 1, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Swaps buffers and returns everything recorded in the one that was active.
+    pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
+        let old = self.active as usize;
+        self.active ^= 1;
+        self.active_buffer
+            .set(0, self.active, 0)
+            .context("switching the active sample buffer failed")?;
+        thread::sleep(FLIP_GRACE);
+
+        let counts = &mut self.counts[old];
+        let stacks = &mut self.stacks[old];
+        let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
+        let mut samples = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Ok(count) = counts.get(&key, 0) else {
+                continue;
+            };
+            let _ = counts.remove(&key);
+            let frames = |id: i32| -> Vec<u64> {
+                if id < 0 {
+                    return Vec::new();
+                }
+                stacks
+                    .get(&(id as u32), 0)
+                    .map(|st| st.frames().iter().map(|f| f.ip).collect())
+                    .unwrap_or_default()
+            };
+            let user = frames(key.user_stack_id);
+            let kernel = frames(key.kernel_stack_id);
+            samples.push(RawSample {
+                key,
+                count,
+                user,
+                kernel,
+            });
+        }
+        let ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
+        for id in ids {
+            let _ = stacks.remove(&id);
+        }
+        Ok(samples)
+    }
+
+    /// Process events the kernel queued since the last call.
+    pub fn poll_events(&mut self, out: &mut Vec<ProcEvent>) {
+        while let Some(item) = self.events.next() {
+            if item.len() >= size_of::<ProcEvent>() {
+                // SAFETY: length checked; ProcEvent is plain #[repr(C)] data.
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ProcEvent>()) });
+            }
+        }
+    }
+
+    pub fn stats(&self) -> anyhow::Result<SamplerStats> {
+        let mut totals = SamplerStats::default();
+        for stat in Stat::ALL {
+            let per_cpu = self
+                .stats
+                .get(&(stat as u32), 0)
+                .context("reading the sampler's counters failed")?;
+            totals.0[stat as usize] = per_cpu.iter().sum();
+        }
+        Ok(totals)
+    }
+}
+
+fn check_frequency(hz: u64) -> anyhow::Result<()> {
+    let max = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(100_000);
+    if hz == 0 || hz > max {
+        bail!("frequency {hz} Hz is out of range: use 1 to {max} Hz (kernel.perf_event_max_sample_rate)");
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones use memcg. Raising it
+/// needs CAP_SYS_RESOURCE, which containers often lack, so failure is only logged.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}

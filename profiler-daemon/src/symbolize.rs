@@ -1,0 +1,160 @@
+//! Turns addresses into function names: user addresses by (binary, file offset) with
+//! blazesym (ELF symbols, DWARF with inlined functions and lines, Go, demangling), kernel
+//! addresses with kallsyms. Results are cached per binary and offset, so an address seen
+//! again costs one hash lookup.
+
+use std::{collections::HashMap, sync::Arc};
+
+use blazesym::symbolize::{
+    evict,
+    source::{Elf, Kernel, Source},
+    CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
+};
+
+use crate::procs::{Binary, BinaryId};
+
+/// One function in a location. A location holds several when functions were inlined.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub function: Arc<str>,
+    pub file: Option<Arc<str>>,
+    pub line: u32,
+}
+
+/// The frames of one address, innermost (inlined) first, as pprof orders them.
+pub type Frames = Arc<[Frame]>;
+
+/// Suffix that marks kernel functions in folded output and flame graphs (perf's and
+/// inferno's convention, which colors them apart).
+pub const KERNEL_SUFFIX: &str = "_[k]";
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SymbolizerStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub cached: usize,
+}
+
+pub struct Symbolizer {
+    blazesym: Blazesym,
+    kernel_source: Source<'static>,
+    user: HashMap<(BinaryId, u64), Frames>,
+    kernel: HashMap<u64, Frames>,
+    max_entries: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl Symbolizer {
+    /// `max_entries` caps each cache; past it the cache is cleared (cheap to refill,
+    /// since blazesym keeps the parsed binaries).
+    pub fn new(max_entries: usize) -> Self {
+        let blazesym = Blazesym::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        let kernel = Kernel {
+            // kallsyms is enough for names and needs no vmlinux search on every start.
+            vmlinux: blazesym::MaybeDefault::None,
+            ..Default::default()
+        };
+        Self {
+            blazesym,
+            kernel_source: Source::Kernel(kernel),
+            user: HashMap::new(),
+            kernel: HashMap::new(),
+            max_entries,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn stats(&self) -> SymbolizerStats {
+        SymbolizerStats {
+            hits: self.hits,
+            misses: self.misses,
+            cached: self.user.len() + self.kernel.len(),
+        }
+    }
+
+    /// Frames at `file_offset` in `binary`.
+    pub fn user(&mut self, id: BinaryId, binary: &Binary, file_offset: u64) -> Frames {
+        if let Some(f) = self.user.get(&(id, file_offset)) {
+            self.hits += 1;
+            return f.clone();
+        }
+        self.misses += 1;
+        if self.user.len() >= self.max_entries {
+            self.user.clear();
+        }
+        let src = Source::Elf(Elf::new(binary.open_path()));
+        let frames = match self
+            .blazesym
+            .symbolize_single(&src, Input::FileOffset(file_offset))
+        {
+            Ok(Symbolized::Sym(sym)) => frames_of(&sym, ""),
+            _ => unknown(&binary.name, file_offset),
+        };
+        self.user.insert((id, file_offset), frames.clone());
+        frames
+    }
+
+    pub fn kernel(&mut self, addr: u64) -> Frames {
+        if let Some(f) = self.kernel.get(&addr) {
+            self.hits += 1;
+            return f.clone();
+        }
+        self.misses += 1;
+        if self.kernel.len() >= self.max_entries {
+            self.kernel.clear();
+        }
+        let frames = match self
+            .blazesym
+            .symbolize_single(&self.kernel_source, Input::AbsAddr(addr))
+        {
+            Ok(Symbolized::Sym(sym)) => frames_of(&sym, KERNEL_SUFFIX),
+            _ => Arc::from(vec![Frame {
+                function: format!("[kernel]+0x{addr:x}{KERNEL_SUFFIX}").into(),
+                file: None,
+                line: 0,
+            }]),
+        };
+        self.kernel.insert(addr, frames.clone());
+        frames
+    }
+
+    /// Drops everything cached for a binary that is being closed.
+    pub fn forget(&mut self, id: BinaryId, binary: &Binary) {
+        self.user.retain(|(b, _), _| *b != id);
+        let _ = self
+            .blazesym
+            .evict(&evict::Evict::Elf(evict::Elf::new(binary.open_path())));
+    }
+}
+
+/// A frame for an address we could not name: the binary and offset, which is what a
+/// user needs to symbolize it later.
+pub fn unknown(binary: &str, offset: u64) -> Frames {
+    Arc::from(vec![Frame {
+        function: format!("{binary}+0x{offset:x}").into(),
+        file: None,
+        line: 0,
+    }])
+}
+
+fn frames_of(sym: &Sym<'_>, suffix: &str) -> Frames {
+    let frame = |name: &str, ci: Option<&CodeInfo<'_>>| Frame {
+        function: format!("{name}{suffix}").into(),
+        file: ci.map(|ci| Arc::from(ci.to_path().to_string_lossy().as_ref())),
+        line: ci.and_then(|ci| ci.line).unwrap_or(0),
+    };
+    // blazesym reports the outer function first, then inlined calls in nesting order.
+    let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+    frames.push(frame(&sym.name, sym.code_info.as_deref()));
+    for inlined in sym.inlined.iter() {
+        frames.push(frame(&inlined.name, inlined.code_info.as_ref()));
+    }
+    frames.reverse();
+    frames.into()
+}
