@@ -3,6 +3,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { Timeline } from '../lib/flamebearer';
 import { SERIES } from '../lib/colors';
+import { alignTimelines } from './timeline-align';
 
 export interface Series {
   label: string;
@@ -14,20 +15,6 @@ export interface Highlight {
   from: number;
   until: number;
   color: string;
-}
-
-/** Align several timelines on one x axis (union of timestamps, missing points = 0). */
-export function alignTimelines(series: Timeline[]): [number[], ...number[][]] {
-  const xs = new Set<number>();
-  for (const t of series) t.samples.forEach((_, i) => xs.add(t.startTime + i * t.durationDelta));
-  const x = [...xs].sort((a, b) => a - b);
-  const idx = new Map(x.map((v, i) => [v, i]));
-  const ys = series.map((t) => {
-    const y = new Array<number>(x.length).fill(0);
-    t.samples.forEach((v, i) => { y[idx.get(t.startTime + i * t.durationDelta)!] = v; });
-    return y;
-  });
-  return [x, ...ys];
 }
 
 export class TimelineChart {

@@ -109,6 +109,7 @@ export class ExploreView {
         h('td', { class: 'num' }, pct(gr.total, g.total)),
         h('td', { class: 'num' }, avg.toFixed(1)),
         h('td', { class: 'num' }, String(Math.max(...secs))),
+        h('td', { class: 'spark-cell' }, sparkline(gr.timeline.samples, color(i))),
       );
       tr.dataset.value = gr.value;
       tbody.append(tr);
@@ -119,11 +120,33 @@ export class ExploreView {
         h('div', { class: 'card' },
           h('h3', {}, `${s.groupBy} values`),
           h('table', { class: 'data-table', testid: 'explore-table' },
-            h('thead', {}, h('tr', {}, h('th', {}, s.groupBy), h('th', { class: 'num' }, 'Total (samples)'), h('th', { class: 'num' }, '%'), h('th', { class: 'num' }, 'Avg samples/step'), h('th', { class: 'num' }, 'Max'))),
+            h('thead', {}, h('tr', {}, h('th', {}, s.groupBy), h('th', { class: 'num' }, 'Total (samples)'), h('th', { class: 'num' }, '%'), h('th', { class: 'num' }, 'Avg samples/step'), h('th', { class: 'num' }, 'Max'), h('th', {}, 'Timeline'))),
             tbody),
           h('div', { class: 'muted small' }, 'Click a value to open the single view filtered by it.'),
         ),
       ),
     );
   }
+}
+
+/** A small inline SVG line of one value's own timeline. */
+function sparkline(samples: number[], color: string): SVGSVGElement {
+  const W = 160;
+  const H = 26;
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('width', String(W));
+  svg.setAttribute('height', String(H));
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.classList.add('sparkline');
+  const max = Math.max(1, ...samples);
+  const n = Math.max(1, samples.length - 1);
+  const pts = samples.map((v, i) => `${((i / n) * W).toFixed(1)},${(H - 2 - (v / max) * (H - 4)).toFixed(1)}`).join(' ');
+  const line = document.createElementNS(ns, 'polyline');
+  line.setAttribute('points', pts);
+  line.setAttribute('fill', 'none');
+  line.setAttribute('stroke', color);
+  line.setAttribute('stroke-width', '1.3');
+  svg.append(line);
+  return svg;
 }
