@@ -31,39 +31,42 @@ function hash(n) {
   return ((n ^ (n >>> 16)) >>> 0) / 4294967296;
 }
 
-/** Stacks with samples per 10 s for one series at time t. */
+const MSHARE = { car: 0.7, bike: 0.2, scooter: 0.1 };
+
+/** Stacks with samples per 10 s for one series (region, vehicle) at time t. The region's total is
+ *  split over its series so that mutexLock's share of the region is exact (before noise). */
 function rideshare(region, vehicle, t) {
-  const noise = 0.9 + 0.2 * hash(Math.floor(t / 10) * 31 + region.length * 7 + vehicle.length);
-  const N = region === 'eu-north-1' ? 90 : 110; // samples per 10 s per instance
-  let mutexShare = 0.05;
+  const noise = 0.93 + 0.14 * hash(Math.floor(t / 10) * 31 + region.length * 7);
+  const N = region === 'eu-north-1' ? 300 : 360; // region samples per 10 s at 100 Hz (~1 core over 3 instances)
+  let mutexShare = 0.08;
   let scale = 1;
   if (region === 'us-west-1') {
     const high = Math.floor(t / 300) % 2 === 1;
-    // low: mutex 33% of total; high: mutex 71% (non-mutex work unchanged).
+    // low: mutexLock 33% of the region; high: 71% (other work unchanged, so CPU ~2.3x).
     mutexShare = high ? 0.71 : 0.33;
     scale = high ? 0.67 / 0.29 : 1;
   }
   const total = N * scale * noise;
   const mutex = total * mutexShare;
-  const other = total - mutex;
+  const other = region === 'us-west-1' ? N * 0.67 * noise : total - mutex;
   const out = [];
   if (vehicle === '') {
-    out.push([['runtime.goexit', 'runtime.gcBgMarkWorker', 'runtime.gcDrain', 'runtime.scanobject'], other * 0.08]);
-    out.push([['runtime.goexit', 'runtime.mcall', 'runtime.schedule', 'runtime.findRunnable'], other * 0.05]);
-    out.push([[...HTTP, 'net/http.(*response).finishRequest', 'bufio.(*Writer).Flush', 'syscall.write'], other * 0.04]);
-    out.push([['runtime.goexit', 'main.main', 'rideshare/agent.(*Session).Flush', 'compress/gzip.(*Writer).Write'], other * 0.03]);
+    const o = other * 0.2;
+    out.push([['runtime.goexit', 'runtime.gcBgMarkWorker', 'runtime.gcDrain', 'runtime.scanobject'], o * 0.4]);
+    out.push([['runtime.goexit', 'runtime.mcall', 'runtime.schedule', 'runtime.findRunnable'], o * 0.25]);
+    out.push([[...HTTP, 'net/http.(*response).finishRequest', 'bufio.(*Writer).Flush', 'syscall.write'], o * 0.2]);
+    out.push([['runtime.goexit', 'main.main', 'rideshare/agent.(*Session).Flush', 'compress/gzip.(*Writer).Write'], o * 0.15]);
     return out;
   }
-  const v = VSHARE[vehicle];
   const fn = VEH[vehicle];
   const base = route(vehicle, fn);
-  const work = other * 0.8 * v;
+  const work = other * 0.8 * VSHARE[vehicle];
   out.push([[...base, ...nearest, 'rideshare/utility.distance', 'math.Sqrt'], work * 0.35]);
   out.push([[...base, ...nearest, 'rideshare/utility.sortVehicles', 'sort.Slice'], work * 0.25]);
   out.push([[...base, 'encoding/json.Marshal', 'encoding/json.(*encodeState).marshal'], work * 0.2]);
   out.push([[...base, 'rideshare/utility.logRequest', 'fmt.Sprintf'], work * 0.1]);
   out.push([base, work * 0.1]);
-  out.push([[...base, ...lock], mutex * (vehicle === 'car' ? 0.7 : vehicle === 'bike' ? 0.2 : 0.1)]);
+  out.push([[...base, ...lock], mutex * MSHARE[vehicle]]);
   return out;
 }
 

@@ -382,7 +382,7 @@ export class FlameGraph {
         : 'new in right';
       const hint = document.createElement('div');
       hint.className = 'fg-tip-hint';
-      hint.textContent = 'Click to zoom · right-click for sandwich';
+      hint.textContent = 'Click to zoom';
       return [title, table, change, hint];
     }
     const root = d.levels[0][0].total || 1;
