@@ -80,7 +80,8 @@ export class ExploreView {
   }
 
   private render(s: AppState, g: GroupTotals): void {
-    const groups = [...g.groups].sort((a, b) => b.total - a.total);
+    const empty = { startTime: parseTime(s.from), samples: [] as number[], durationDelta: 10 };
+    const groups = (g.groups ?? []).map((x) => ({ ...x, timeline: x.timeline ?? empty })).sort((a, b) => b.total - a.total);
     const color = (i: number) => SERIES[i % SERIES.length];
     const label = (v: string) => (v === '' ? '(no value)' : v);
     this.timeline.setData(groups.map((gr, i) => ({ label: label(gr.value), timeline: gr.timeline, color: color(i) })), [parseTime(s.from), parseTime(s.until)]);
