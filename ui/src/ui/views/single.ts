@@ -35,7 +35,7 @@ export class SingleView {
   private s!: AppState;
 
   constructor() {
-    this.timeline = new TimelineChart({ height: 110, testid: 'timeline', onSelect: (f, u) => navigate({ from: String(f), until: String(u), focus: '' }) });
+    this.timeline = new TimelineChart({ height: 140, testid: 'timeline', onSelect: (f, u) => navigate({ from: String(f), until: String(u), focus: '' }) });
     this.graph = new FlameGraph({
       id: 'single',
       onFocusChange: (path) => navigate({ focus: path }),
