@@ -46,10 +46,8 @@ pub struct ExecMapping {
 
 #[derive(Debug)]
 pub struct Process {
-    pub pid: u32,
     /// Name of the thread-group leader (`/proc/<pid>/comm`).
     pub comm: Arc<str>,
-    pub exe: Option<Arc<str>>,
     /// Executable mappings sorted by start address.
     pub mappings: Vec<ExecMapping>,
     pub exited: bool,
@@ -154,9 +152,6 @@ impl ProcessTable {
             .map(|s| s.trim_end().to_owned())
             .unwrap_or_default()
             .into();
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|p| Arc::from(p.to_string_lossy().trim_end_matches(" (deleted)")));
         let mut mappings = Vec::new();
         for line in maps.lines() {
             let Some(m) = MapsLine::parse(line) else {
@@ -184,15 +179,10 @@ impl ProcessTable {
             });
         }
         mappings.sort_by_key(|m| m.start);
-        if comm.is_empty() && mappings.is_empty() {
-            // A kernel thread: nothing to capture, but remember its name.
-        }
         self.processes.insert(
             pid,
             Process {
-                pid,
                 comm,
-                exe,
                 mappings,
                 exited: false,
             },
@@ -296,9 +286,9 @@ mod tests {
     fn captures_own_process_and_finds_a_mapping() {
         let mut table = ProcessTable::default();
         let pid = std::process::id();
-        let p = table.ensure(pid).expect("own process readable");
+        assert!(table.ensure(pid).is_some(), "own process readable");
         let addr = captures_own_process_and_finds_a_mapping as usize as u64;
-        let m = p.mapping_for(addr).expect("own code is mapped");
+        let m = table.get(pid).unwrap().mapping_for(addr).expect("own code is mapped").clone();
         let bin = table.binaries.get(m.binary.unwrap()).unwrap();
         assert!(std::fs::metadata(bin.open_path()).is_ok());
         assert!(table.ensure(u32::MAX - 1).is_none());

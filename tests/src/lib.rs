@@ -1,1 +1,210 @@
+//! Helpers for Kiln's end-to-end tests: locate the `kiln` binary, build the C workloads
+//! in `tests/workloads/` from source, run child processes that are killed when the test
+//! ends, and read kiln's outputs.
 
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The kiln binary under test: `$KILN_BIN`, else the release build, else the debug build.
+pub fn kiln_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KILN_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    for profile in ["release", "debug"] {
+        let p = target.join(profile).join("kiln");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("no kiln binary: run `cargo build --release -p profiler-daemon` (or set KILN_BIN)");
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Compiles `tests/workloads/<name>.c` (once per source change) with frame pointers and
+/// debug info, and returns the executable.
+pub fn build_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
+    let src = workspace_root()
+        .join("tests/workloads")
+        .join(format!("{name}.c"));
+    let dir = workspace_root().join("target/test-workloads");
+    std::fs::create_dir_all(&dir).expect("create target/test-workloads");
+    let tag: String = extra_flags.join("").replace(['-', '=', ' ', '/'], "");
+    let exe = dir.join(if tag.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}-{tag}")
+    });
+    let newer = |a: &Path, b: &Path| match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => a.modified().unwrap() >= b.modified().unwrap(),
+        _ => false,
+    };
+    if exe.is_file() && newer(&exe, &src) {
+        return exe;
+    }
+    // Build under a unique name, then rename: tests running side by side share the cache.
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let status = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .args(extra_flags)
+        .status()
+        .expect("gcc not found: run `cargo xtask setup`");
+    assert!(status.success(), "compiling {} failed", src.display());
+    std::fs::rename(&tmp, &exe).unwrap();
+    exe
+}
+
+/// A child process that is killed (by pid) and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Self(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}")),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for the child to finish and returns its stdout.
+    pub fn wait_stdout(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                let mut out = String::new();
+                if let Some(mut s) = self.0.stdout.take() {
+                    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+                }
+                assert!(status.success(), "workload failed: {status}");
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workload did not finish in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a workload with piped stdout.
+pub fn spawn_workload(exe: &Path, args: &[&str]) -> ChildGuard {
+    ChildGuard::spawn(Command::new(exe).args(args).stdout(Stdio::piped()))
+}
+
+/// Runs `kiln` with `args` to completion.
+pub fn kiln(args: &[&str]) -> Output {
+    Command::new(kiln_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running kiln")
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "kiln failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One folded line: frames root first (the process name first) and a count.
+#[derive(Clone, Debug)]
+pub struct FoldedStack {
+    pub frames: Vec<String>,
+    pub count: u64,
+}
+
+pub fn read_folded(path: &Path) -> Vec<FoldedStack> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .lines()
+        .map(|line| {
+            let (stack, count) = line.rsplit_once(' ').expect("folded line has a count");
+            FoldedStack {
+                frames: stack.split(';').map(str::to_owned).collect(),
+                count: count.parse().expect("count is a number"),
+            }
+        })
+        .collect()
+}
+
+/// Decodes a gzip'd pprof file.
+pub fn read_pprof(path: &Path) -> kiln_proto::pprof::Profile {
+    use prost::Message;
+    let bytes = std::fs::read(path).unwrap();
+    let raw = kiln_proto::gzip::decompress_capped(&bytes, 1 << 30).expect("pprof is gzip'd");
+    kiln_proto::pprof::Profile::decode(raw.as_slice()).expect("pprof decodes")
+}
+
+/// Folded stacks rebuilt from a pprof profile (root = the `process` sample label), to
+/// compare with kiln's own folded output.
+pub fn pprof_to_folded(p: &kiln_proto::pprof::Profile) -> HashMap<String, u64> {
+    let functions: HashMap<u64, &str> = p
+        .function
+        .iter()
+        .map(|f| (f.id, p.string(f.name)))
+        .collect();
+    let locations: HashMap<u64, &kiln_proto::pprof::Location> =
+        p.location.iter().map(|l| (l.id, l)).collect();
+    let mut out = HashMap::new();
+    for s in &p.sample {
+        let process = s
+            .label
+            .iter()
+            .find(|l| p.string(l.key) == "process")
+            .map(|l| p.string(l.str))
+            .unwrap_or("?");
+        let mut frames = vec![process.to_owned()];
+        for id in s.location_id.iter().rev() {
+            for line in locations[id].line.iter().rev() {
+                frames.push(functions[&line.function_id].replace(';', ":"));
+            }
+        }
+        *out.entry(frames.join(";")).or_default() += s.value[0] as u64;
+    }
+    out
+}
+
+/// The value of sample label `key`, if any.
+pub fn sample_label<'a>(
+    p: &'a kiln_proto::pprof::Profile,
+    s: &kiln_proto::pprof::Sample,
+    key: &str,
+) -> Option<&'a str> {
+    s.label
+        .iter()
+        .find(|l| p.string(l.key) == key)
+        .map(|l| p.string(l.str))
+}
