@@ -1,1 +1,116 @@
-fn main(){}
+//! Developer tasks: `cargo xtask setup | test | run | bench`.
+//!
+//! `setup` installs everything a fresh machine of this kind lacks (the eBPF toolchain,
+//! Debian packages, the UI's npm packages) and is quick when there is nothing to do.
+
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Kiln's build, setup and test tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain and packages Kiln needs (idempotent).
+    Setup {
+        /// Skip the web UI (npm install and build).
+        #[arg(long)]
+        no_ui: bool,
+    },
+    /// Set up, build, and run every test: lint, unit, end-to-end (needs root), UI.
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Set up, build, and run Kiln on this host (`kiln run`); extra args go to kiln.
+    Run {
+        #[arg(last = true)]
+        kiln_args: Vec<String>,
+    },
+}
+
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn build_release() -> anyhow::Result<()> {
+    step("building kiln (release)");
+    run(cargo().args(["build", "--release", "-p", "profiler-daemon"]))
+}
+
+pub fn step(what: &str) {
+    eprintln!("\x1b[1mxtask:\x1b[0m {what}");
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup { no_ui } => setup::all(!no_ui),
+        Task::Test { no_lint, cargo_args } => {
+            setup::all(true)?;
+            if !no_lint {
+                step("checking formatting and lints");
+                run(cargo().args(["fmt", "--all", "--check"]))?;
+                run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+            }
+            build_release()?;
+            step("running the Rust tests (unit and end-to-end)");
+            let kiln = root().join("target/release/kiln");
+            run(cargo()
+                .args(["test", "--workspace"])
+                .args(&cargo_args)
+                .env("KILN_BIN", &kiln))?;
+            if root().join("ui/package.json").is_file() {
+                step("running the UI unit tests");
+                run(Command::new("npm").args(["test"]).current_dir(root().join("ui")))?;
+            }
+            Ok(())
+        }
+        Task::Run { kiln_args } => {
+            setup::all(true)?;
+            build_release()?;
+            let kiln = root().join("target/release/kiln");
+            let mut cmd = Command::new(&kiln);
+            if kiln_args.is_empty() {
+                // Until `kiln run` lands: record this host into a flame graph.
+                let svg = root().join("kiln-host.svg");
+                cmd.args(["record", "--duration", "10", "--output"]).arg(&svg);
+                eprintln!("xtask: recording this host for 10 s into {}", svg.display());
+            } else {
+                cmd.args(&kiln_args);
+            }
+            step(&format!("starting {}", kiln.display()));
+            run(&mut cmd)
+        }
+    }
+}
