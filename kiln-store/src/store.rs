@@ -1,0 +1,667 @@
+//! The [`Store`]: opening, group-committed ingest, maintenance (rollups, retention, file
+//! compaction) and closing. Queries are in [`crate::query`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table};
+
+use crate::codec::{decode_block, encode_block, merge_pairs, normalize};
+use crate::error::{CorruptError, Result, StoreError};
+use crate::hash::FxHashMap;
+use crate::index::SeriesIndex;
+use crate::ingest::{prepare, IngestOutcome, IngestRequest, Prepared};
+use crate::rollup;
+use crate::schema;
+use crate::symbols::{LocKey, Symbols};
+
+/// Tunables and limits of a [`Store`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Delete data older than this (None: keep forever).
+    pub retention_age: Option<Duration>,
+    /// Delete the oldest data while the database uses more than this many bytes.
+    pub retention_bytes: Option<u64>,
+    /// Refuse ingests that would create more series than this (bounds memory).
+    pub max_series: usize,
+    /// Keep at most this many frames of a stack (the leaf-most ones).
+    pub max_stack_depth: usize,
+    /// At most this many labels per series, sample labels included.
+    pub max_labels: usize,
+    /// Refuse profiles with more samples than this.
+    pub max_samples_per_profile: usize,
+    /// redb page cache size.
+    pub cache_bytes: usize,
+    /// Rollup buckets are built once they ended this long ago.
+    pub rollup_grace: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            retention_age: None,
+            retention_bytes: None,
+            max_series: 200_000,
+            max_stack_depth: 1000,
+            max_labels: 64,
+            max_samples_per_profile: 1_000_000,
+            cache_bytes: 256 << 20,
+            rollup_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters and sizes, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub ingested_profiles: u64,
+    pub ingested_samples: u64,
+    pub series: usize,
+    pub profile_types: usize,
+    pub strings: usize,
+    pub functions: usize,
+    pub locations: usize,
+    pub stacks: usize,
+    /// Size of the database file.
+    pub file_bytes: u64,
+}
+
+/// What one [`Store::maintain`] run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Watermarks of the rollup levels after the run (unix ns).
+    pub watermarks: [i64; 3],
+    /// Rows deleted by retention.
+    pub deleted_rows: u64,
+    /// Whether the file was compacted.
+    pub vacuumed: bool,
+}
+
+struct Job {
+    batch: Vec<Prepared>,
+    done: mpsc::SyncSender<Result<IngestOutcome>>,
+}
+
+/// An embedded profile store in one redb file. Cheap to share: wrap it in an `Arc`; every
+/// method takes `&self` and is safe to call from many threads.
+pub struct Store {
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+    pub(crate) symbols: RwLock<Symbols>,
+    pub(crate) index: RwLock<SeriesIndex>,
+    pub(crate) watermarks: RwLock<[i64; 3]>,
+    pub(crate) opts: StoreOptions,
+    queue: Mutex<Vec<Job>>,
+    write_lock: Mutex<()>,
+    ingested_profiles: AtomicU64,
+    ingested_samples: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Largest time accepted (year ~2116), so bucket arithmetic cannot overflow.
+pub const MAX_TIME: i64 = 1 << 62;
+
+impl Store {
+    /// Opens (or creates) the store in directory `dir` (file `kiln.redb`).
+    pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("kiln.redb");
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .create(&path)?;
+        {
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(schema::META)?;
+                let v = meta.get(schema::KEY_SCHEMA)?.map(|g| g.value());
+                match v {
+                    None => {
+                        meta.insert(schema::KEY_SCHEMA, schema::SCHEMA_VERSION)?;
+                    }
+                    Some(schema::SCHEMA_VERSION) => {}
+                    Some(other) => {
+                        return Err(StoreError::Corrupt {
+                            table: "meta",
+                            source: CorruptError::Schema(other),
+                        })
+                    }
+                }
+                // Create every table so readers never meet a missing one.
+                txn.open_table(schema::STRINGS)?;
+                txn.open_table(schema::FUNCTIONS)?;
+                txn.open_table(schema::LOCATIONS)?;
+                txn.open_table(schema::STACKS)?;
+                txn.open_table(schema::PROFILE_TYPES)?;
+                txn.open_table(schema::SERIES)?;
+                txn.open_table(schema::RAW)?;
+                txn.open_table(schema::ROLLUPS)?;
+                txn.open_table(schema::TOTALS)?;
+            }
+            txn.commit()?;
+        }
+        let (symbols, index, watermarks) = {
+            let txn = db.begin_read()?;
+            let symbols = Symbols::load(&txn)?;
+            let index = SeriesIndex::load(&txn)?;
+            let meta = txn.open_table(schema::META)?;
+            let mut wm = [0i64; 3];
+            for (l, w) in wm.iter_mut().enumerate() {
+                *w = meta
+                    .get(schema::watermark_key(l + 1).as_str())?
+                    .map_or(0, |g| g.value() as i64);
+            }
+            (symbols, index, wm)
+        };
+        log::info!(
+            "kiln-store: opened {} ({} series, {} stacks)",
+            path.display(),
+            index.series.len(),
+            symbols.stack_count()
+        );
+        Ok(Store {
+            path,
+            db: RwLock::new(Some(db)),
+            symbols: RwLock::new(symbols),
+            index: RwLock::new(index),
+            watermarks: RwLock::new(watermarks),
+            opts,
+            queue: Mutex::new(Vec::new()),
+            write_lock: Mutex::new(()),
+            ingested_profiles: AtomicU64::new(0),
+            ingested_samples: AtomicU64::new(0),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    pub(crate) fn db(&self) -> Result<DbGuard<'_>> {
+        let g = read(&self.db);
+        if g.is_none() {
+            return Err(StoreError::Closed);
+        }
+        Ok(DbGuard(g))
+    }
+
+    /// Stores one profile. Returns once it is durable (fsync'd): data acknowledged with
+    /// `Ok` survives a crash or `kill -9`. Concurrent callers are committed together.
+    pub fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome> {
+        self.ingest_many(vec![req])
+    }
+
+    /// Stores several profiles in one transaction (all or nothing for storage errors;
+    /// any invalid request fails the whole call before anything is written).
+    pub fn ingest_many(&self, reqs: Vec<IngestRequest>) -> Result<IngestOutcome> {
+        let batch = reqs
+            .into_iter()
+            .map(|r| prepare(r, &self.opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        lock(&self.queue).push(Job { batch, done: tx });
+        {
+            let _g = lock(&self.write_lock);
+            if let Ok(r) = rx.try_recv() {
+                return r;
+            }
+            let jobs = std::mem::take(&mut *lock(&self.queue));
+            self.commit_jobs(jobs);
+        }
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Writes `jobs` in one transaction and answers each. Caller holds `write_lock`.
+    fn commit_jobs(&self, jobs: Vec<Job>) {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(_) => {
+                for j in jobs {
+                    let _ = j.done.send(Err(StoreError::Closed));
+                }
+                return;
+            }
+        };
+        let wms = *read(&self.watermarks);
+        let mut results: Vec<Option<Result<IngestOutcome>>> = Vec::with_capacity(jobs.len());
+        let outcome = (|| -> Result<()> {
+            let mut txn = db.begin_write()?;
+            txn.set_quick_repair(true);
+            let (sym_mark, idx_mark);
+            {
+                let mut sym = write(&self.symbols);
+                let mut idx = write(&self.index);
+                sym_mark = sym.mark();
+                idx_mark = idx.mark();
+                let r = (|| -> Result<()> {
+                    let mut tables = Tables {
+                        raw: txn.open_table(schema::RAW)?,
+                        rollups: txn.open_table(schema::ROLLUPS)?,
+                        totals: txn.open_table(schema::TOTALS)?,
+                    };
+                    for job in &jobs {
+                        let job_mark = idx.mark();
+                        let mut out = IngestOutcome::default();
+                        // Series first: only they can hit a limit, and nothing of this
+                        // job is written until all its series exist.
+                        let series: Result<Vec<_>> = job
+                            .batch
+                            .iter()
+                            .map(|p| self.intern_series(p, &mut idx))
+                            .collect();
+                        let series = match series {
+                            Ok(s) => s,
+                            Err(e) => {
+                                idx.rollback(job_mark);
+                                results.push(Some(Err(e)));
+                                continue;
+                            }
+                        };
+                        for (p, series_of) in job.batch.iter().zip(&series) {
+                            self.apply(
+                                p,
+                                series_of,
+                                &mut sym,
+                                &mut idx,
+                                &mut tables,
+                                &wms,
+                                &mut out,
+                            )?;
+                        }
+                        results.push(Some(Ok(out)));
+                    }
+                    Ok(())
+                })();
+                let r = r.and_then(|()| {
+                    sym.persist_since(sym_mark, &txn)?;
+                    idx.persist_since(idx_mark, &txn)
+                });
+                if let Err(e) = r {
+                    sym.rollback(sym_mark);
+                    idx.rollback(idx_mark);
+                    return Err(e);
+                }
+            }
+            // Readers may now see the new symbols and series (harmless: no committed rows
+            // use them yet) while we fsync without blocking them.
+            if let Err(e) = txn.commit() {
+                write(&self.symbols).rollback(sym_mark);
+                write(&self.index).rollback(idx_mark);
+                return Err(e.into());
+            }
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                for (job, r) in jobs.into_iter().zip(results) {
+                    if let Some(Ok(o)) = &r {
+                        self.ingested_profiles
+                            .fetch_add(job.batch.len() as u64, Ordering::Relaxed);
+                        self.ingested_samples
+                            .fetch_add(o.samples, Ordering::Relaxed);
+                    }
+                    let _ = job.done.send(r.unwrap_or(Err(StoreError::Closed)));
+                }
+            }
+            Err(e) => {
+                log::error!("kiln-store: write failed: {e:#}");
+                let msg = format!("{e}");
+                let mut first = Some(e);
+                for job in jobs {
+                    let err = first
+                        .take()
+                        .unwrap_or_else(|| StoreError::WriteFailed(msg.clone()));
+                    let _ = job.done.send(Err(err));
+                }
+            }
+        }
+    }
+
+    /// The series of each `(label set, sample type)` of `p` that has a non-zero value,
+    /// indexed `set * types + type`.
+    fn intern_series(&self, p: &Prepared, idx: &mut SeriesIndex) -> Result<Vec<Option<u32>>> {
+        let prof = &p.profile;
+        let ntypes = p.types.len();
+        let type_ids: Vec<u32> = p
+            .types
+            .iter()
+            .map(|id| idx.intern_type(id, p.period))
+            .collect();
+        let mut series_of: Vec<Option<u32>> = vec![None; p.label_sets.len() * ntypes];
+        for (i, s) in prof.sample.iter().enumerate() {
+            let set = p.sample_set[i] as usize;
+            for (ti, &v) in s.value.iter().enumerate() {
+                let slot = &mut series_of[set * ntypes + ti];
+                if v > 0 && slot.is_none() {
+                    let id = idx
+                        .intern_series(
+                            type_ids[ti],
+                            p.label_sets[set].clone(),
+                            self.opts.max_series,
+                        )
+                        .ok_or_else(|| {
+                            StoreError::Limit(format!(
+                                "series limit of {} reached",
+                                self.opts.max_series
+                            ))
+                        })?;
+                    *slot = Some(id);
+                }
+            }
+        }
+        Ok(series_of)
+    }
+
+    /// Interns one prepared profile's symbols and writes its rows.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        p: &Prepared,
+        series_of: &[Option<u32>],
+        sym: &mut Symbols,
+        idx: &mut SeriesIndex,
+        t: &mut Tables<'_>,
+        wms: &[i64; 3],
+        out: &mut IngestOutcome,
+    ) -> Result<()> {
+        let prof = &p.profile;
+        let ntypes = p.types.len();
+        let mut funcs: FxHashMap<u64, u32> = FxHashMap::default();
+        for f in &prof.function {
+            let name = sym.string(prof.string(f.name));
+            let file = sym.string(prof.string(f.filename));
+            funcs.insert(f.id, sym.function(name, file));
+        }
+        let mut maps: FxHashMap<u64, u32> = FxHashMap::default();
+        for m in &prof.mapping {
+            maps.insert(m.id, sym.string(prof.string(m.filename)));
+        }
+        let mut locs: FxHashMap<u64, u32> = FxHashMap::default();
+        for l in &prof.location {
+            let key = LocKey {
+                mapping: maps.get(&l.mapping_id).copied().unwrap_or(0),
+                address: l.address,
+                lines: l
+                    .line
+                    .iter()
+                    .map(|ln| (funcs.get(&ln.function_id).copied().unwrap_or(0), ln.line))
+                    .collect(),
+            };
+            locs.insert(l.id, sym.location(key));
+        }
+        let mut acc: FxHashMap<u32, Vec<(u32, u64)>> = FxHashMap::default();
+        for (i, s) in prof.sample.iter().enumerate() {
+            let set = p.sample_set[i] as usize;
+            let depth = s.location_id.len().min(self.opts.max_stack_depth);
+            let mut stack = 0u32;
+            for id in s.location_id[..depth].iter().rev() {
+                stack = sym.stack(stack, locs.get(id).copied().unwrap_or(0));
+            }
+            for (ti, &v) in s.value.iter().enumerate() {
+                if let Some(series) = series_of[set * ntypes + ti] {
+                    if v > 0 {
+                        acc.entry(series).or_default().push((stack, v as u64));
+                    }
+                }
+            }
+        }
+        // Phase 2: write rows.
+        let time = p.from;
+        let corrupt = |source| StoreError::Corrupt {
+            table: "raw",
+            source,
+        };
+        for (series, mut pairs) in acc {
+            normalize(&mut pairs);
+            if pairs.is_empty() {
+                continue;
+            }
+            let total = pairs.iter().map(|p| p.1).fold(0u64, u64::saturating_add);
+            out.samples += pairs.len() as u64;
+            out.series += 1;
+            idx.touch(series, time);
+            let key = (series, time);
+            let merged = match t.raw.get(key)? {
+                Some(old) => Some(merge_pairs(
+                    &decode_block(old.value()).map_err(corrupt)?,
+                    &pairs,
+                )),
+                None => None,
+            };
+            t.raw.insert(
+                key,
+                encode_block(merged.as_ref().unwrap_or(&pairs)).as_slice(),
+            )?;
+            add_total(&mut t.totals, (0, series, time), total)?;
+            // Late data for buckets already rolled up goes into them directly.
+            for level in 1..=3u8 {
+                let bucket = rollup::floor(time, rollup::size(level));
+                if bucket < wms[level as usize - 1] {
+                    let key = (level, series, bucket);
+                    let merged = match t.rollups.get(key)? {
+                        Some(old) => {
+                            merge_pairs(&decode_block(old.value()).map_err(corrupt)?, &pairs)
+                        }
+                        None => pairs.clone(),
+                    };
+                    t.rollups.insert(key, encode_block(&merged).as_slice())?;
+                    add_total(&mut t.totals, key, total)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds rollups for finished time buckets and applies retention. Call it
+    /// periodically (the server does every 30 s); `now_nanos` is wall-clock time.
+    pub fn maintain(&self, now_nanos: i64) -> Result<MaintenanceReport> {
+        let grace = self.opts.rollup_grace.as_nanos() as i64;
+        let mut report = MaintenanceReport::default();
+        for level in 1..=3u8 {
+            // Bounded number of transactions per run; each releases the write lock.
+            for _ in 0..10_000 {
+                let _g = lock(&self.write_lock);
+                let mut wms = *read(&self.watermarks);
+                let li = level as usize - 1;
+                if wms[li] == 0 {
+                    let first = read(&self.index).series.iter().map(|s| s.first).min();
+                    match first {
+                        Some(f) if f < MAX_TIME => wms[li] = rollup::floor(f, rollup::size(level)),
+                        _ => break,
+                    }
+                }
+                let target = rollup::target(level, &wms, now_nanos - grace);
+                if target <= wms[li] {
+                    // Persist an initialised watermark even when nothing is to do.
+                    if wms != *read(&self.watermarks) {
+                        self.save_watermarks(&wms)?;
+                    }
+                    break;
+                }
+                let db = self.db()?;
+                let mut txn = db.begin_write()?;
+                txn.set_quick_repair(true);
+                let new = {
+                    let idx = read(&self.index);
+                    rollup::compact_level(&txn, &idx, level, wms[li], target)?
+                };
+                wms[li] = new;
+                write_watermarks(&txn, &wms)?;
+                txn.commit()?;
+                *write(&self.watermarks) = wms;
+            }
+        }
+        report.deleted_rows = self.apply_retention(now_nanos)?;
+        if report.deleted_rows > 0 {
+            if let Some(limit) = self.opts.retention_bytes {
+                if self.file_bytes() > limit {
+                    report.vacuumed = self.vacuum()?;
+                }
+            }
+        }
+        report.watermarks = *read(&self.watermarks);
+        Ok(report)
+    }
+
+    fn save_watermarks(&self, wms: &[i64; 3]) -> Result<()> {
+        let db = self.db()?;
+        let txn = db.begin_write()?;
+        write_watermarks(&txn, wms)?;
+        txn.commit()?;
+        *write(&self.watermarks) = *wms;
+        Ok(())
+    }
+
+    fn apply_retention(&self, now_nanos: i64) -> Result<u64> {
+        let mut deleted = 0;
+        if let Some(age) = self.opts.retention_age {
+            let cutoff = now_nanos.saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
+            deleted += self.delete_before(cutoff)?;
+        }
+        if let Some(limit) = self.opts.retention_bytes {
+            // Drop the oldest hour at a time while over the limit (bounded).
+            for _ in 0..10_000 {
+                if self.used_bytes()? <= limit {
+                    break;
+                }
+                let oldest = read(&self.index)
+                    .series
+                    .iter()
+                    .filter(|s| s.last >= s.first)
+                    .map(|s| s.first)
+                    .min();
+                let Some(oldest) = oldest else { break };
+                let n = self
+                    .delete_before(rollup::floor(oldest, 3_600_000_000_000) + 3_600_000_000_000)?;
+                deleted += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes rows older than `cutoff` (rollup buckets that end by then).
+    pub fn delete_before(&self, cutoff: i64) -> Result<u64> {
+        let _g = lock(&self.write_lock);
+        let db = self.db()?;
+        let mut txn = db.begin_write()?;
+        txn.set_quick_repair(true);
+        let n = {
+            let idx = read(&self.index);
+            crate::retention::delete_before(&txn, &idx, cutoff)?
+        };
+        txn.commit()?;
+        let mut idx = write(&self.index);
+        for s in idx.series.iter_mut() {
+            if s.first < cutoff {
+                s.first = cutoff;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Bytes of the file in use by pages (excluding free space).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let db = self.db()?;
+        let txn = db.begin_write()?;
+        let st = txn.stats()?;
+        let used = st.allocated_pages() * st.page_size() as u64;
+        txn.abort()?;
+        Ok(used)
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Compacts the database file, returning free pages to the file system. Blocks all
+    /// readers and writers while it runs.
+    pub fn vacuum(&self) -> Result<bool> {
+        let _g = lock(&self.write_lock);
+        let mut db = write(&self.db);
+        match db.as_mut() {
+            Some(db) => Ok(db.compact()?),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let [strings, functions, locations, stacks] = read(&self.symbols).counts();
+        let idx = read(&self.index);
+        StoreStats {
+            ingested_profiles: self.ingested_profiles.load(Ordering::Relaxed),
+            ingested_samples: self.ingested_samples.load(Ordering::Relaxed),
+            series: idx.series.len(),
+            profile_types: idx.types.len(),
+            strings,
+            functions,
+            locations,
+            stacks,
+            file_bytes: self.file_bytes(),
+        }
+    }
+
+    /// Waits for in-flight writes, then closes the database. Later calls fail with
+    /// [`StoreError::Closed`]. Dropping the store also closes it.
+    pub fn close(&self) -> Result<()> {
+        let _g = lock(&self.write_lock);
+        let db = write(&self.db).take();
+        if let Some(db) = db {
+            db.close()?;
+            log::info!("kiln-store: closed {}", self.path.display());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct DbGuard<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for DbGuard<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.0.as_ref().expect("checked in Store::db")
+    }
+}
+
+struct Tables<'t> {
+    raw: Table<'t, (u32, i64), &'static [u8]>,
+    rollups: Table<'t, (u8, u32, i64), &'static [u8]>,
+    totals: Table<'t, (u8, u32, i64), u64>,
+}
+
+fn add_total(t: &mut Table<'_, (u8, u32, i64), u64>, key: (u8, u32, i64), v: u64) -> Result<()> {
+    let old = t.get(key)?.map_or(0, |g| g.value());
+    t.insert(key, old.saturating_add(v))?;
+    Ok(())
+}
+
+fn write_watermarks(txn: &redb::WriteTransaction, wms: &[i64; 3]) -> Result<()> {
+    let mut meta = txn.open_table(schema::META)?;
+    for (l, w) in wms.iter().enumerate() {
+        meta.insert(schema::watermark_key(l + 1).as_str(), *w as u64)?;
+    }
+    Ok(())
+}

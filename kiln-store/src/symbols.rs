@@ -1,0 +1,305 @@
+//! Interning of strings, functions, locations and stacks.
+//!
+//! Everything a profile refers to is stored once and named by a dense `u32` id: a string,
+//! a function `(name, filename)`, a location `(mapping filename, address, lines)` and a
+//! stack, which is a node of a trie `(parent stack, location)` so that stacks sharing a
+//! prefix from the root share storage. The whole table lives in memory (loaded at open)
+//! and grows append-only; new entries are written to redb in the same transaction as the
+//! samples that use them, so ids on disk are always consistent.
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::codec::{get_varint, put_varint};
+use crate::error::{CorruptError, Result, StoreError};
+use crate::hash::FxHashMap;
+use crate::schema;
+
+/// A location: where it is (mapping file, address) and its frames, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LocKey {
+    pub mapping: u32,
+    pub address: u64,
+    /// `(function id, line)`, innermost (inlined) first as in pprof.
+    pub lines: Box<[(u32, i64)]>,
+}
+
+#[derive(Default)]
+pub struct Symbols {
+    strings: Vec<Box<str>>,
+    string_ids: FxHashMap<Box<str>, u32>,
+    functions: Vec<(u32, u32)>,
+    function_ids: FxHashMap<(u32, u32), u32>,
+    locations: Vec<LocKey>,
+    location_ids: FxHashMap<LocKey, u32>,
+    stacks: Vec<(u32, u32)>,
+    stack_ids: FxHashMap<(u32, u32), u32>,
+}
+
+/// Lengths of every table at one point, to persist or roll back what came after.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mark {
+    strings: usize,
+    functions: usize,
+    locations: usize,
+    stacks: usize,
+}
+
+impl Symbols {
+    pub fn new() -> Self {
+        let mut s = Symbols::default();
+        s.string("");
+        s.stacks.push((0, 0));
+        s
+    }
+
+    pub fn string(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.string_ids.get(text) {
+            return id;
+        }
+        let id = self.strings.len() as u32;
+        let b: Box<str> = text.into();
+        self.strings.push(b.clone());
+        self.string_ids.insert(b, id);
+        id
+    }
+
+    pub fn function(&mut self, name: u32, filename: u32) -> u32 {
+        let key = (name, filename);
+        if let Some(&id) = self.function_ids.get(&key) {
+            return id;
+        }
+        let id = self.functions.len() as u32;
+        self.functions.push(key);
+        self.function_ids.insert(key, id);
+        id
+    }
+
+    pub fn location(&mut self, key: LocKey) -> u32 {
+        if let Some(&id) = self.location_ids.get(&key) {
+            return id;
+        }
+        let id = self.locations.len() as u32;
+        self.locations.push(key.clone());
+        self.location_ids.insert(key, id);
+        id
+    }
+
+    /// The stack `parent` extended by `location` toward the leaf.
+    #[inline]
+    pub fn stack(&mut self, parent: u32, location: u32) -> u32 {
+        let key = (parent, location);
+        if let Some(&id) = self.stack_ids.get(&key) {
+            return id;
+        }
+        let id = self.stacks.len() as u32;
+        self.stacks.push(key);
+        self.stack_ids.insert(key, id);
+        id
+    }
+
+    pub fn str(&self, id: u32) -> &str {
+        self.strings.get(id as usize).map_or("", |s| s)
+    }
+
+    pub fn lookup_string(&self, text: &str) -> Option<u32> {
+        self.string_ids.get(text).copied()
+    }
+
+    pub fn function_of(&self, id: u32) -> (u32, u32) {
+        self.functions.get(id as usize).copied().unwrap_or((0, 0))
+    }
+
+    pub fn location_of(&self, id: u32) -> Option<&LocKey> {
+        self.locations.get(id as usize)
+    }
+
+    /// `(parent, location)` of a stack; `None` for the root (0) and unknown ids.
+    #[inline]
+    pub fn stack_of(&self, id: u32) -> Option<(u32, u32)> {
+        if id == 0 {
+            return None;
+        }
+        self.stacks.get(id as usize).copied()
+    }
+
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    pub fn counts(&self) -> [usize; 4] {
+        [
+            self.strings.len(),
+            self.functions.len(),
+            self.locations.len(),
+            self.stacks.len(),
+        ]
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            strings: self.strings.len(),
+            functions: self.functions.len(),
+            locations: self.locations.len(),
+            stacks: self.stacks.len(),
+        }
+    }
+
+    /// Forgets everything interned after `m` (the transaction that would have stored it
+    /// failed).
+    pub fn rollback(&mut self, m: Mark) {
+        for s in self.strings.drain(m.strings..) {
+            self.string_ids.remove(&s);
+        }
+        for f in self.functions.drain(m.functions..) {
+            self.function_ids.remove(&f);
+        }
+        for l in self.locations.drain(m.locations..) {
+            self.location_ids.remove(&l);
+        }
+        for s in self.stacks.drain(m.stacks..) {
+            self.stack_ids.remove(&s);
+        }
+    }
+
+    /// Writes everything interned after `m`.
+    pub fn persist_since(&self, m: Mark, txn: &WriteTransaction) -> Result<()> {
+        let mut t = txn.open_table(schema::STRINGS)?;
+        for (i, s) in self.strings.iter().enumerate().skip(m.strings) {
+            t.insert(i as u32, &**s)?;
+        }
+        let mut t = txn.open_table(schema::FUNCTIONS)?;
+        for (i, f) in self.functions.iter().enumerate().skip(m.functions) {
+            t.insert(i as u32, *f)?;
+        }
+        let mut t = txn.open_table(schema::LOCATIONS)?;
+        let mut buf = Vec::new();
+        for (i, l) in self.locations.iter().enumerate().skip(m.locations) {
+            buf.clear();
+            encode_location(&mut buf, l);
+            t.insert(i as u32, buf.as_slice())?;
+        }
+        let mut t: Table<u32, (u32, u32)> = txn.open_table(schema::STACKS)?;
+        for (i, s) in self.stacks.iter().enumerate().skip(m.stacks) {
+            t.insert(i as u32, *s)?;
+        }
+        Ok(())
+    }
+
+    /// Loads every table. Ids must be dense, as [`Symbols::persist_since`] writes them.
+    pub fn load(txn: &redb::ReadTransaction) -> Result<Self> {
+        let mut s = Symbols::new();
+        let corrupt = |table| move |source| StoreError::Corrupt { table, source };
+        if let Ok(t) = txn.open_table(schema::STRINGS) {
+            for row in t.range(1u32..)? {
+                let (k, v) = row?;
+                if k.value() as usize != s.strings.len() {
+                    return Err(corrupt("strings")(CorruptError::IdOverflow));
+                }
+                let b: Box<str> = v.value().into();
+                s.strings.push(b.clone());
+                s.string_ids.insert(b, k.value());
+            }
+        }
+        if let Ok(t) = txn.open_table(schema::FUNCTIONS) {
+            for row in t.iter()? {
+                let (k, v) = row?;
+                if k.value() as usize != s.functions.len() {
+                    return Err(corrupt("functions")(CorruptError::IdOverflow));
+                }
+                s.functions.push(v.value());
+                s.function_ids.insert(v.value(), k.value());
+            }
+        }
+        if let Ok(t) = txn.open_table(schema::LOCATIONS) {
+            for row in t.iter()? {
+                let (k, v) = row?;
+                if k.value() as usize != s.locations.len() {
+                    return Err(corrupt("locations")(CorruptError::IdOverflow));
+                }
+                let l = decode_location(v.value()).map_err(corrupt("locations"))?;
+                s.locations.push(l.clone());
+                s.location_ids.insert(l, k.value());
+            }
+        }
+        if let Ok(t) = txn.open_table(schema::STACKS) {
+            for row in t.range(1u32..)? {
+                let (k, v) = row?;
+                if k.value() as usize != s.stacks.len() {
+                    return Err(corrupt("stacks")(CorruptError::IdOverflow));
+                }
+                s.stacks.push(v.value());
+                s.stack_ids.insert(v.value(), k.value());
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn encode_location(out: &mut Vec<u8>, l: &LocKey) {
+    put_varint(out, u64::from(l.mapping));
+    put_varint(out, l.address);
+    put_varint(out, l.lines.len() as u64);
+    for &(f, line) in l.lines.iter() {
+        put_varint(out, u64::from(f));
+        put_varint(out, ((line << 1) ^ (line >> 63)) as u64);
+    }
+}
+
+fn decode_location(buf: &[u8]) -> Result<LocKey, CorruptError> {
+    let mut pos = 0;
+    let id = |v: u64| u32::try_from(v).map_err(|_| CorruptError::IdOverflow);
+    let mapping = id(get_varint(buf, &mut pos)?)?;
+    let address = get_varint(buf, &mut pos)?;
+    let n = get_varint(buf, &mut pos)? as usize;
+    if n > buf.len() {
+        return Err(CorruptError::Truncated);
+    }
+    let mut lines = Vec::with_capacity(n);
+    for _ in 0..n {
+        let f = id(get_varint(buf, &mut pos)?)?;
+        let z = get_varint(buf, &mut pos)?;
+        lines.push((f, ((z >> 1) as i64) ^ -((z & 1) as i64)));
+    }
+    Ok(LocKey {
+        mapping,
+        address,
+        lines: lines.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_and_rollback() {
+        let mut s = Symbols::new();
+        let a = s.string("a");
+        assert_eq!(s.string("a"), a);
+        let m = s.mark();
+        let f = s.function(a, 0);
+        let l = s.location(LocKey {
+            mapping: 0,
+            address: 1,
+            lines: vec![(f, -3)].into(),
+        });
+        let st = s.stack(0, l);
+        assert_eq!(s.stack(0, l), st);
+        assert_eq!(s.stack_of(st), Some((0, l)));
+        s.rollback(m);
+        assert_eq!(s.counts(), [2, 0, 0, 1]);
+        assert_eq!(s.stack_of(st), None);
+    }
+
+    #[test]
+    fn location_codec() {
+        let l = LocKey {
+            mapping: 7,
+            address: u64::MAX,
+            lines: vec![(1, -5), (2, i64::MAX)].into(),
+        };
+        let mut b = Vec::new();
+        encode_location(&mut b, &l);
+        assert_eq!(decode_location(&b).unwrap(), l);
+    }
+}
