@@ -3,6 +3,7 @@
 //! `setup` installs everything a fresh machine of this kind lacks (the eBPF toolchain,
 //! Debian packages, the UI's npm packages) and is quick when there is nothing to do.
 
+mod bench;
 mod setup;
 
 use std::process::Command;
@@ -33,6 +34,11 @@ enum Task {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(last = true)]
         cargo_args: Vec<String>,
+    },
+    /// Measure overhead side by side with peers; results go to docs/benchmarks.md.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Bench,
     },
     /// Set up, build, and run Kiln on this host (`kiln run`); extra args go to kiln.
     Run {
@@ -95,6 +101,11 @@ fn main() -> anyhow::Result<()> {
                 run(Command::new("npm").args(["test"]).current_dir(root().join("ui")))?;
             }
             Ok(())
+        }
+        Task::Bench { which } => {
+            setup::all(false)?;
+            build_release()?;
+            bench::run(which)
         }
         Task::Run { kiln_args } => {
             setup::all(true)?;
