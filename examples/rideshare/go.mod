@@ -1,0 +1,3 @@
+module kiln.example/rideshare
+
+go 1.19
