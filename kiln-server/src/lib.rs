@@ -1,1 +1,298 @@
+//! Kiln's HTTP server: a Pyroscope-compatible push and query API over [`kiln_store`],
+//! plus the web UI embedded from `ui/dist`.
+//!
+//! # Embedding
+//!
+//! Stand-alone (`kiln server`): parse [`ServerArgs`] with clap (`#[command(flatten)]`) and
+//! call [`serve`], which opens the store, serves until `shutdown` resolves, then closes
+//! the store cleanly.
+//!
+//! In one process with the agent (`kiln run`): open the store once, give the agent an
+//! `Arc<Store>` and serve HTTP on the same store:
+//!
+//! ```no_run
+//! # async fn f(args: kiln_server::ServerArgs) -> anyhow::Result<()> {
+//! let store = std::sync::Arc::new(kiln_server::open_store(&args)?);
+//! let agent_store = store.clone(); // the agent calls agent_store.ingest(IngestRequest{..})
+//! // (blocking: call it from a plain thread or tokio::task::spawn_blocking;
+//! //  Ok means durable — it survives kill -9)
+//! kiln_server::serve_store(store.clone(), args.listen, args.limits(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! }).await?;
+//! store.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Endpoints
+//!
+//! | method, path | what |
+//! | --- | --- |
+//! | `POST /push.v1.PusherService/Push` | Connect unary push (`application/proto` or `application/json`, optional `content-encoding: gzip`) |
+//! | `POST /ingest` | legacy push: folded, lines, pprof, multipart |
+//! | `GET /api/v1/profile-types` | profile type ids present |
+//! | `GET /pyroscope/label-names`, `/pyroscope/label-values?label=` | label names / values (`query`, `from`, `until` optional; default: all data) |
+//! | `GET /pyroscope/render` | flamebearer + timeline (+ `groups` with `groupBy`) |
+//! | `GET /pyroscope/render-diff` | diff flamebearer (`format: double`) |
+//! | `GET /api/v1/group-totals` | totals and timelines per value of `groupBy` |
+//! | `GET /api/v1/export?format=pprof\|folded` | gzip'd pprof or folded text |
+//! | `POST /querier.v1.QuerierService/{ProfileTypes,LabelNames,LabelValues}` | JSON only |
+//! | `GET /metrics`, `GET /healthz` | Prometheus metrics, liveness |
+//! | `GET /*` | the web UI (SPA fallback to `index.html`) |
+//!
+//! Times: unix seconds, unix ms, `now`, `now-1h`... Errors are Connect-style JSON
+//! `{"code":"invalid_argument","message":"..."}` with a 4xx/5xx status.
+//!
+//! Flame graph units: values are kept in the profile's own unit. For time in nanoseconds
+//! the metadata says `units: "samples"`, `sampleRate: 1000000000`, which is what Grafana
+//! Pyroscope sends and makes the UI show `ticks / sampleRate` seconds; sample counts use
+//! `sampleRate = 1e9 / period` (100 for a 10 ms period).
 
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod routes;
+pub mod timeparse;
+pub mod ui_assets;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use kiln_store::{Store, StoreOptions};
+
+pub use limits::Limits;
+pub use metrics::Metrics;
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    timeparse::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    timeparse::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Flags of `kiln server` (and the server part of `kiln run`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on. Loopback by default: the API has no authentication, so put an
+    /// authenticating proxy in front before listening on other interfaces.
+    #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:4040")]
+    pub listen: SocketAddr,
+
+    /// Directory of the profile database (file kiln.redb). Default: /var/lib/kiln when
+    /// running as root, else $XDG_DATA_HOME/kiln (~/.local/share/kiln).
+    #[arg(long, env = "KILN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Delete profiles older than this (e.g. 7d, 12h; 0 keeps them forever).
+    #[arg(long, env = "KILN_RETENTION_AGE", default_value = "30d", value_parser = parse_duration_arg)]
+    pub retention_age: Duration,
+
+    /// Delete the oldest profiles while the database is larger than this (e.g. 10GiB,
+    /// 500MB; 0 means no size limit).
+    #[arg(long, env = "KILN_RETENTION_SIZE", default_value = "0", value_parser = parse_size_arg)]
+    pub retention_size: u64,
+
+    /// Largest request body accepted, as sent (compressed), e.g. 4MiB.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size_arg)]
+    pub max_body_bytes: u64,
+
+    /// Largest profile after decompression; larger ones (and gzip bombs) are refused.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size_arg)]
+    pub max_profile_bytes: u64,
+
+    /// Frames kept per stack; deeper stacks keep their leaf-most frames.
+    #[arg(long, default_value_t = 1000)]
+    pub max_stack_depth: usize,
+
+    /// Flame graph nodes returned when a query does not set maxNodes (the lightest are
+    /// merged into "other").
+    #[arg(long, default_value_t = 8192)]
+    pub max_nodes: usize,
+
+    /// Most series (label sets x profile types) the store accepts; bounds memory.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_series: usize,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        ServerArgs {
+            listen: "127.0.0.1:4040".parse().expect("valid"),
+            data_dir: None,
+            retention_age: Duration::from_secs(30 * 86400),
+            retention_size: 0,
+            max_body_bytes: 4 << 20,
+            max_profile_bytes: 16 << 20,
+            max_stack_depth: 1000,
+            max_nodes: 8192,
+            max_series: 200_000,
+        }
+    }
+}
+
+/// `/var/lib/kiln` for root, else `$XDG_DATA_HOME/kiln` or `~/.local/share/kiln`.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("kiln");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/kiln")
+}
+
+impl ServerArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes as usize,
+            max_profile_bytes: self.max_profile_bytes as usize,
+            max_stack_depth: self.max_stack_depth,
+            max_nodes: self.max_nodes.max(1),
+            ..Limits::default()
+        }
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            retention_age: (!self.retention_age.is_zero()).then_some(self.retention_age),
+            retention_bytes: (self.retention_size > 0).then_some(self.retention_size),
+            max_series: self.max_series,
+            max_stack_depth: self.max_stack_depth,
+            ..StoreOptions::default()
+        }
+    }
+}
+
+/// Opens the store the flags describe.
+pub fn open_store(args: &ServerArgs) -> anyhow::Result<Store> {
+    let dir = args.data_dir();
+    Store::open(&dir, args.store_options())
+        .with_context(|| format!("opening the profile store in {}", dir.display()))
+}
+
+/// The HTTP application over `store`.
+pub fn router(store: Arc<Store>, limits: Limits) -> Router {
+    let state: routes::AppState = Arc::new(routes::Inner {
+        store,
+        queries: tokio::sync::Semaphore::new(limits.max_concurrent_queries.max(1)),
+        metrics: Metrics::default(),
+        limits: limits.clone(),
+    });
+    Router::new()
+        .route("/push.v1.PusherService/Push", post(routes::push::push))
+        .route("/ingest", post(routes::ingest::ingest))
+        .route("/api/v1/profile-types", get(routes::labels::profile_types))
+        .route("/pyroscope/label-names", get(routes::labels::label_names))
+        .route("/pyroscope/label-values", get(routes::labels::label_values))
+        .route("/pyroscope/render", get(routes::render::render))
+        .route("/pyroscope/render-diff", get(routes::render::render_diff))
+        .route("/api/v1/group-totals", get(routes::render::group_totals))
+        .route("/api/v1/export", get(routes::export::export))
+        .route(
+            "/querier.v1.QuerierService/ProfileTypes",
+            post(routes::querier::profile_types),
+        )
+        .route(
+            "/querier.v1.QuerierService/LabelNames",
+            post(routes::querier::label_names),
+        )
+        .route(
+            "/querier.v1.QuerierService/LabelValues",
+            post(routes::querier::label_values),
+        )
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(get(ui_assets::serve))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(st): State<routes::AppState>) -> impl IntoResponse {
+    let store = st.store.clone();
+    let stats = tokio::task::spawn_blocking(move || store.stats())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(&stats),
+    )
+}
+
+/// Opens the store, serves on `args.listen` until `shutdown`, then closes the store.
+pub async fn serve(
+    args: ServerArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Arc::new(tokio::task::block_in_place(|| open_store(&args))?);
+    let r = serve_store(store.clone(), args.listen, args.limits(), shutdown).await;
+    let closed = store.close().context("closing the profile store");
+    r.and(closed)
+}
+
+/// Serves HTTP on an already open store (for `kiln run`). Does not close the store.
+pub async fn serve_store(
+    store: Arc<Store>,
+    listen: SocketAddr,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    serve_listener(store, listener, limits, shutdown).await
+}
+
+/// Serves on a bound listener (tests bind `127.0.0.1:0` and read the port first). Runs
+/// store maintenance (rollups, retention) every 30 s while serving.
+pub async fn serve_listener(
+    store: Arc<Store>,
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    log::info!("kiln-server: listening on http://{addr}");
+    eprintln!("kiln: serving the UI and API on http://{addr}");
+    let maint_store = store.clone();
+    let maintenance = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let s = maint_store.clone();
+            match tokio::task::spawn_blocking(move || s.maintain(kiln_store::now_nanos())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(kiln_store::StoreError::Closed)) => break,
+                Ok(Err(e)) => log::warn!("kiln-server: maintenance: {}", error::chain(&e)),
+                Err(e) => log::warn!("kiln-server: maintenance task: {e}"),
+            }
+        }
+    });
+    let app = router(store, limits);
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+    maintenance.abort();
+    let _ = maintenance.await;
+    log::info!("kiln-server: stopped");
+    r
+}
