@@ -12,6 +12,7 @@
 //! | `pod_uid`      | `__meta_kubernetes_pod_uid`                    |
 //! | `qos_class`    | `__meta_kubernetes_pod_qos_class`              |
 //! | `namespace`, `pod`, `container` | `__meta_kubernetes_namespace`, `_pod_name`, `_container_name` (from a provider) |
+//! | `region`, `zone` | node labels `topology.kubernetes.io/region`, `/zone` (legacy `failure-domain.beta.kubernetes.io/*` as fallback), as `__meta_kubernetes_node_label_*` from a provider |
 //! | `<label>`      | `__meta_env_var_<NAME>` for each `NAME = "label"` in `env_labels` |
 //!
 //! plus the static labels, which are part of the label set before
@@ -21,7 +22,10 @@
 //! such as `source_labels = ["__meta_process_pid"], target_label = "pid"`
 //! adds them.
 //!
-//! Inference order for `service_name`: Kubernetes container name, else pod
+//! Inference order for `service_name`: a pod annotation
+//! `pyroscope.io/service_name` (or `-name`; as
+//! `__meta_kubernetes_pod_annotation_pyroscope_io_service_name`) or
+//! `kiln.dev/service-name`, else the Kubernetes container name, else pod
 //! name (both as `<namespace>/<name>` when the namespace is known), else a
 //! runtime container name (`__meta_container_name`), else the executable
 //! name, else `comm` (kernel threads have no executable), else `unknown`.
@@ -33,6 +37,23 @@ use crate::environ::EnvAllowList;
 use crate::labels::Labels;
 use crate::meta;
 use crate::relabel::RelabelConfig;
+
+/// Node label `topology.kubernetes.io/region`, as a provider exposes it.
+pub const NODE_REGION: &str = "__meta_kubernetes_node_label_topology_kubernetes_io_region";
+/// Node label `topology.kubernetes.io/zone`.
+pub const NODE_ZONE: &str = "__meta_kubernetes_node_label_topology_kubernetes_io_zone";
+/// Deprecated node label `failure-domain.beta.kubernetes.io/region`.
+pub const LEGACY_NODE_REGION: &str =
+    "__meta_kubernetes_node_label_failure_domain_beta_kubernetes_io_region";
+/// Deprecated node label `failure-domain.beta.kubernetes.io/zone`.
+pub const LEGACY_NODE_ZONE: &str =
+    "__meta_kubernetes_node_label_failure_domain_beta_kubernetes_io_zone";
+/// Pod annotations naming the service, in order of preference
+/// (`pyroscope.io/service_name` as Grafana's agent reads it, then Kiln's own).
+pub const SERVICE_NAME_ANNOTATIONS: &[&str] = &[
+    "__meta_kubernetes_pod_annotation_pyroscope_io_service_name",
+    "__meta_kubernetes_pod_annotation_kiln_dev_service_name",
+];
 
 /// The default rules for an env allow-list, in the order they run (before
 /// user rules).
@@ -54,6 +75,11 @@ pub fn default_rules(env: &EnvAllowList) -> Vec<RelabelConfig> {
         copy(meta::KUBERNETES_NAMESPACE, "namespace"),
         copy(meta::KUBERNETES_POD_NAME, "pod"),
         copy(meta::KUBERNETES_CONTAINER_NAME, "container"),
+        // The legacy topology labels first, so the current ones win.
+        copy(LEGACY_NODE_REGION, "region"),
+        copy(LEGACY_NODE_ZONE, "zone"),
+        copy(NODE_REGION, "region"),
+        copy(NODE_ZONE, "zone"),
     ];
     // `(.+)`: an empty variable leaves a static label of the same name alone.
     rules.extend(
@@ -70,6 +96,9 @@ pub fn infer_service_name(meta_labels: &Labels) -> String {
         Some(ns) => format!("{ns}/{name}"),
         None => name.clone(),
     };
+    if let Some(name) = SERVICE_NAME_ANNOTATIONS.iter().find_map(|a| get(a)) {
+        return name.clone();
+    }
     if let Some(c) = get(meta::KUBERNETES_CONTAINER_NAME) {
         return namespaced(c);
     }
@@ -164,6 +193,42 @@ mod tests {
                 ("region", "us-west-1"),
                 ("team", "core"),
             ])
+        );
+    }
+
+    #[test]
+    fn service_name_annotation_beats_container_name() {
+        let base = [
+            (meta::KUBERNETES_NAMESPACE, "shop"),
+            (meta::KUBERNETES_CONTAINER_NAME, "api"),
+        ];
+        let mut with = base.to_vec();
+        with.push((SERVICE_NAME_ANNOTATIONS[1], "kiln-named"));
+        assert_eq!(infer_service_name(&set(&with)), "kiln-named");
+        with.push((SERVICE_NAME_ANNOTATIONS[0], "pyro-named"));
+        assert_eq!(infer_service_name(&set(&with)), "pyro-named");
+        let mut empty = base.to_vec();
+        empty.push((SERVICE_NAME_ANNOTATIONS[0], ""));
+        assert_eq!(infer_service_name(&set(&empty)), "shop/api");
+    }
+
+    #[test]
+    fn node_topology_labels_become_region_and_zone() {
+        let env = EnvAllowList::default();
+        let out = final_labels(
+            &[
+                (LEGACY_NODE_REGION, "old-region"),
+                (LEGACY_NODE_ZONE, "old-zone"),
+                (NODE_REGION, "eu-west-1"),
+            ],
+            &env,
+        );
+        assert_eq!(out["region"], "eu-west-1", "current label beats legacy");
+        assert_eq!(out["zone"], "old-zone", "legacy label is the fallback");
+        let out = final_labels(&[("region", "static")], &env);
+        assert_eq!(
+            out["region"], "static",
+            "absent node label leaves static alone"
         );
     }
 

@@ -1,0 +1,466 @@
+//! A local HTTP server playing the Kubernetes API server's list and watch
+//! endpoints for pods and nodes, driven step by step by the test; plus
+//! real cgroups and child processes that clean up after themselves.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// One watch request the client made; send events with [`Watch::send`],
+/// drop it to close the stream (the client sees a dropped watch).
+pub struct Watch {
+    pub query: HashMap<String, String>,
+    tx: mpsc::UnboundedSender<Value>,
+}
+
+impl Watch {
+    pub fn send(&self, kind: &str, object: Value) {
+        self.tx
+            .send(json!({"type": kind, "object": object}))
+            .expect("client still reading the watch");
+    }
+
+    /// An `ERROR` event with a `Status` (e.g. 410 Gone).
+    pub fn send_error(&self, code: u16, reason: &str, message: &str) {
+        self.send(
+            "ERROR",
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                   "status": "Failure", "message": message, "reason": reason, "code": code}),
+        );
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.query.get("resourceVersion").map(String::as_str)
+    }
+}
+
+#[derive(Default)]
+struct Resource {
+    /// `kind` of the list and of its items.
+    list_kind: &'static str,
+    items: Vec<Value>,
+    resource_version: String,
+    watches: Option<mpsc::UnboundedSender<Watch>>,
+}
+
+#[derive(Clone, Default)]
+struct AppState {
+    pods: Arc<Mutex<Resource>>,
+    nodes: Arc<Mutex<Resource>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// The fake API server; shut down on drop.
+pub struct FakeApiServer {
+    pub url: String,
+    state: AppState,
+    pod_watches: mpsc::UnboundedReceiver<Watch>,
+    node_watches: mpsc::UnboundedReceiver<Watch>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    resource: Arc<Mutex<Resource>>,
+    log: Arc<Mutex<Vec<String>>>,
+    path: &str,
+    query: HashMap<String, String>,
+) -> Response {
+    let mut sorted: Vec<_> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    sorted.sort();
+    log.lock()
+        .unwrap()
+        .push(format!("GET {path}?{}", sorted.join("&")));
+    if query.get("watch").map(String::as_str) == Some("true") {
+        let (tx, rx) = mpsc::unbounded_channel::<Value>();
+        let sender = resource
+            .lock()
+            .unwrap()
+            .watches
+            .clone()
+            .expect("watch channel");
+        if sender.send(Watch { query, tx }).is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            let event = rx.recv().await?;
+            let mut line = serde_json::to_vec(&event).expect("json");
+            line.push(b'\n');
+            Some((Ok::<_, std::io::Error>(Bytes::from(line)), rx))
+        });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(stream))
+            .expect("response");
+    }
+    let r = resource.lock().unwrap();
+    let list = json!({
+        "kind": r.list_kind,
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": r.resource_version},
+        "items": r.items,
+    });
+    axum::Json(list).into_response()
+}
+
+impl FakeApiServer {
+    /// Binds 127.0.0.1 on a free port.
+    pub async fn start() -> Self {
+        let (pod_tx, pod_watches) = mpsc::unbounded_channel();
+        let (node_tx, node_watches) = mpsc::unbounded_channel();
+        let state = AppState::default();
+        {
+            let mut p = state.pods.lock().unwrap();
+            p.list_kind = "PodList";
+            p.watches = Some(pod_tx);
+            let mut n = state.nodes.lock().unwrap();
+            n.list_kind = "NodeList";
+            n.watches = Some(node_tx);
+        }
+        let app = Router::new()
+            .route(
+                "/api/v1/pods",
+                get(
+                    |State(s): State<AppState>, Query(q): Query<HashMap<String, String>>| async move {
+                        serve(s.pods.clone(), s.log.clone(), "/api/v1/pods", q).await
+                    },
+                ),
+            )
+            .route(
+                "/api/v1/nodes",
+                get(
+                    |State(s): State<AppState>, Query(q): Query<HashMap<String, String>>| async move {
+                        serve(s.nodes.clone(), s.log.clone(), "/api/v1/nodes", q).await
+                    },
+                ),
+            )
+            .fallback(|uri: axum::http::Uri| async move {
+                eprintln!("fake API server: unexpected request {uri}");
+                (StatusCode::NOT_FOUND, "not found")
+            })
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Self {
+            url,
+            state,
+            pod_watches,
+            node_watches,
+            task,
+        }
+    }
+
+    /// What the next pod list returns.
+    pub fn set_pods(&self, resource_version: &str, items: Vec<Value>) {
+        let mut r = self.state.pods.lock().unwrap();
+        r.items = items;
+        r.resource_version = resource_version.to_owned();
+    }
+
+    /// What the next node list returns.
+    pub fn set_nodes(&self, resource_version: &str, items: Vec<Value>) {
+        let mut r = self.state.nodes.lock().unwrap();
+        r.items = items;
+        r.resource_version = resource_version.to_owned();
+    }
+
+    /// The next pod watch the client opens.
+    pub async fn next_pod_watch(&mut self) -> Watch {
+        tokio::time::timeout(Duration::from_secs(20), self.pod_watches.recv())
+            .await
+            .expect("the client opens a pod watch within 20 s")
+            .expect("server alive")
+    }
+
+    /// The next node watch the client opens.
+    pub async fn next_node_watch(&mut self) -> Watch {
+        tokio::time::timeout(Duration::from_secs(20), self.node_watches.recv())
+            .await
+            .expect("the client opens a node watch within 20 s")
+            .expect("server alive")
+    }
+
+    /// Requests so far, as `GET path?sorted query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.log.lock().unwrap().clone()
+    }
+}
+
+/// A container status as the kubelet reports it.
+pub struct C<'a> {
+    pub name: &'a str,
+    pub id: &'a str,
+}
+
+/// A Pod object shaped like the API server's.
+#[allow(clippy::too_many_arguments)] // mirrors the fields a test varies
+pub fn pod_json(
+    uid: &str,
+    namespace: &str,
+    name: &str,
+    resource_version: &str,
+    node: &str,
+    containers: &[C<'_>],
+    labels: Value,
+    annotations: Value,
+) -> Value {
+    let specs: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "image": format!("registry.example/{}:1.0", c.name),
+                        "resources": {}})
+        })
+        .collect();
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "ready": true, "restartCount": 0, "started": true,
+                "image": format!("registry.example/{}:1.0", c.name),
+                "imageID": format!("registry.example/{}@sha256:{}", c.name, "0".repeat(64)),
+                "containerID": format!("containerd://{}", c.id),
+                "state": {"running": {"startedAt": "2024-05-01T10:00:00Z"}}
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "resourceVersion": resource_version,
+            "creationTimestamp": "2024-05-01T10:00:00Z",
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": format!("{name}-rs"), "uid": random_pod_uid(),
+                "controller": true, "blockOwnerDeletion": true
+            }]
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": specs,
+            "restartPolicy": "Always",
+            "serviceAccountName": "default"
+        },
+        "status": {
+            "phase": "Running",
+            "qosClass": "Burstable",
+            "hostIP": "10.0.0.1",
+            "podIP": "10.1.0.7",
+            "containerStatuses": statuses
+        }
+    })
+}
+
+/// A Node object with topology labels.
+pub fn node_json(name: &str, resource_version: &str, region: &str, zone: &str) -> Value {
+    json!({
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": random_pod_uid(),
+            "resourceVersion": resource_version,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": "linux",
+                "topology.kubernetes.io/region": region,
+                "topology.kubernetes.io/zone": zone,
+                "node.kubernetes.io/instance-type": "m5.large"
+            }
+        },
+        "spec": {"podCIDR": "10.1.0.0/24"},
+        "status": {"nodeInfo": {"kubeletVersion": "v1.33.0", "containerRuntimeVersion": "containerd://1.7.0",
+            "architecture": "amd64", "bootID": "", "kernelVersion": "6.1.0", "kubeProxyVersion": "",
+            "machineID": "", "operatingSystem": "linux", "osImage": "Debian", "systemUUID": ""}}
+    })
+}
+
+/// Polls `cond` until true or `timeout`, then panics with `what`.
+pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- cgroups
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// 64 lowercase hex characters, like a container id.
+pub fn random_container_id() -> String {
+    (0..4).map(|_| format!("{:016x}", random_u64())).collect()
+}
+
+/// A random RFC 4122-shaped UID.
+pub fn random_pod_uid() -> String {
+    let hex = random_container_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// cgroup v2 unified hierarchy on this machine (hybrid layout).
+pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
+/// Picks the cgroup v2 mount: the hybrid layout's `unified`, else the
+/// root of a pure v2 system.
+pub fn cgroup2_mount() -> Option<&'static str> {
+    [UNIFIED, "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|m| std::path::Path::new(m).join("cgroup.procs").exists())
+}
+
+/// A cgroup subtree `<mount>/kiln-kube-test-<unique>/...` removed on drop,
+/// deepest first. Drop it after the processes in it are dead.
+pub struct CgroupTree {
+    mount: PathBuf,
+    created: Vec<PathBuf>,
+    base: String,
+}
+
+impl CgroupTree {
+    pub fn new(mount: &str) -> Self {
+        Self {
+            mount: PathBuf::from(mount),
+            created: Vec::new(),
+            base: format!(
+                "/kiln-kube-test-{}-{:08x}",
+                std::process::id(),
+                random_u64() as u32
+            ),
+        }
+    }
+
+    /// Creates `<base>/<relative>` level by level; returns the cgroup path.
+    pub fn create(&mut self, relative: &str) -> String {
+        let mut path = self.base.clone();
+        self.mkdir(&path);
+        for component in relative.split('/').filter(|c| !c.is_empty()) {
+            path.push('/');
+            path.push_str(component);
+            self.mkdir(&path);
+        }
+        path
+    }
+
+    fn mkdir(&mut self, cgroup_path: &str) {
+        let dir = self.dir(cgroup_path);
+        if dir.exists() {
+            return;
+        }
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        self.created.push(dir);
+    }
+
+    fn dir(&self, cgroup_path: &str) -> PathBuf {
+        self.mount.join(cgroup_path.trim_start_matches('/'))
+    }
+
+    pub fn move_into(&self, cgroup_path: &str, pid: u32) {
+        let procs = self.dir(cgroup_path).join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .unwrap_or_else(|e| panic!("write {}: {e}", procs.display()));
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        for dir in self.created.iter().rev() {
+            for attempt in 0..50 {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if attempt == 49 => {
+                        eprintln!("warning: cannot remove {}: {e}", dir.display())
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+/// A child process killed (by pid) and reaped on drop.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn sleep() -> Self {
+        Self(
+            Command::new("sleep")
+                .arg("60")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn sleep"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
