@@ -54,6 +54,13 @@ impl Collector {
         &self.events
     }
 
+    /// The events handled by the last [`Collector::poll_events`] or
+    /// [`Collector::collect_into`] call (which polls too), so a caller that labels
+    /// processes sees every event.
+    pub fn last_events(&self) -> &[ProcEvent] {
+        &self.events
+    }
+
     /// Moves everything sampled so far into `agg`.
     pub fn collect_into(&mut self, agg: &mut Aggregate) -> anyhow::Result<()> {
         self.poll_events();

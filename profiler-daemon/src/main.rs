@@ -1,8 +1,11 @@
 //! kiln: continuous profiling for Linux.
 
+mod agent;
 mod aggregate;
 mod cmd;
 mod collector;
+mod export;
+mod metrics;
 mod output;
 mod privileges;
 mod procs;
@@ -31,6 +34,13 @@ enum Command {
     ///
     /// Example: `sudo kiln record --duration 10 --output host.svg`
     Record(cmd::record::RecordArgs),
+    /// Profile continuously: one profile per process label set every collect interval,
+    /// pushed to a server and/or written as pprof files, until SIGINT/SIGTERM.
+    #[command(after_help = cmd::agent::AGENT_AFTER_HELP)]
+    Agent(Box<cmd::agent::AgentArgs>),
+    /// Show the labels the agent would attach to each process (no eBPF needed).
+    #[command(after_help = cmd::targets::TARGETS_AFTER_HELP)]
+    Targets(cmd::targets::TargetsArgs),
 }
 
 fn main() {
@@ -40,6 +50,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => cmd::record::run(args),
+        Command::Agent(args) => cmd::agent::run(*args),
+        Command::Targets(args) => cmd::targets::run(args),
     };
     if let Err(e) = result {
         eprintln!("kiln: error: {e:#}");

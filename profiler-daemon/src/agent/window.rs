@@ -1,0 +1,267 @@
+//! The sampling loop: reacts to process events (labels a process on its first sample,
+//! while it lives; re-labels on exec; keeps an exited process's target until its window is
+//! out), drains the kernel every drain interval into the window's [`Aggregate`], and at
+//! each window boundary hands the window to the encoder with `try_send`.
+//!
+//! Windows are aligned to multiples of the collect interval on the wall clock (like
+//! Pyroscope's 10 s alignment) except the first, which starts when the agent starts.
+//! Each window's end is the instant of its last drain and is the next window's start, so
+//! windows are contiguous and every sample lands in exactly one.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        mpsc::{SyncSender, TrySendError},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use kiln_labels::{Discoverer, Target};
+use profiler_common::{proc_event, ProcEvent};
+
+use super::encode::{Group, WindowData};
+use crate::{aggregate::Aggregate, collector::Collector, metrics::AgentMetrics};
+
+/// How often process events are read: short enough to read /proc of a process that
+/// lives for a few tens of milliseconds.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+/// How often cached targets of processes that exited unnoticed are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+pub struct WindowLoop<'a> {
+    pub collector: Collector,
+    pub discoverer: Discoverer,
+    pub metrics: &'a AgentMetrics,
+    pub tx: SyncSender<WindowData>,
+    pub stop: &'a AtomicBool,
+    pub frequency: u32,
+    pub interval: Duration,
+    pub drain_every: Duration,
+    /// Labels of idle samples (pid 0, only with --include-idle), which have no /proc.
+    pub idle_target: Arc<Target>,
+}
+
+/// First window end after `now`, aligned to multiples of `interval` since the epoch.
+fn aligned_end(now: SystemTime, interval: Duration) -> SystemTime {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let step = interval.as_nanos().max(1);
+    let end = (since / step + 1) * step;
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(end as u64)
+}
+
+impl WindowLoop<'_> {
+    pub fn run(mut self) -> anyhow::Result<()> {
+        // One clock for window bounds: wall time at start plus monotonic time since.
+        let base_inst = Instant::now();
+        let base_sys = SystemTime::now();
+        let wall = |i: Instant| base_sys + i.duration_since(base_inst);
+        let mut window_start = base_sys;
+        let mut next_end = base_inst
+            + aligned_end(base_sys, self.interval)
+                .duration_since(base_sys)
+                .unwrap_or_default();
+        let mut agg = Aggregate::default();
+        let mut exited: HashSet<u32> = HashSet::new();
+        let mut seq = 0u64;
+        let mut last_drain = Instant::now();
+        let mut last_prune = Instant::now();
+        let mut events: Vec<ProcEvent> = Vec::new();
+        self.metrics.sampler_running.store(true, Relaxed);
+        self.collect(&mut agg, &mut exited, &mut events);
+
+        loop {
+            let stopping = self.stop.load(Relaxed);
+            let now = Instant::now();
+            if stopping || now >= next_end {
+                let end = Instant::now();
+                self.collect(&mut agg, &mut exited, &mut events);
+                let end_sys = wall(end);
+                let duration = end_sys.duration_since(window_start).unwrap_or_default();
+                let finished = std::mem::take(&mut agg);
+                self.finish_window(seq, window_start, duration, finished, &mut exited);
+                seq += 1;
+                window_start = end_sys;
+                let now_sys = wall(Instant::now());
+                next_end = end
+                    + aligned_end(now_sys, self.interval)
+                        .duration_since(end_sys)
+                        .unwrap_or(self.interval);
+                if last_prune.elapsed() >= PRUNE_EVERY {
+                    self.discoverer.prune_exited();
+                    last_prune = Instant::now();
+                }
+                last_drain = end;
+                if stopping {
+                    break;
+                }
+                continue;
+            }
+            std::thread::sleep(POLL_EVERY.min(next_end.saturating_duration_since(now)));
+            events.clear();
+            events.extend_from_slice(self.collector.poll_events());
+            self.handle_events(&events, &mut exited);
+            if last_drain.elapsed() >= self.drain_every {
+                self.collect(&mut agg, &mut exited, &mut events);
+                last_drain = Instant::now();
+            }
+        }
+        self.metrics.sampler_running.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// Drains the kernel into `agg`, handles the events the drain consumed, and refreshes
+    /// the metrics snapshot. A failed drain is counted and reported by /healthz; the loop
+    /// goes on (the next drain may succeed).
+    fn collect(
+        &mut self,
+        agg: &mut Aggregate,
+        exited: &mut HashSet<u32>,
+        events: &mut Vec<ProcEvent>,
+    ) {
+        match self.collector.collect_into(agg) {
+            Ok(()) => self.metrics.collect_succeeded(),
+            Err(e) => {
+                self.metrics.collect_errors.fetch_add(1, Relaxed);
+                self.metrics.last_collect_ok.store(false, Relaxed);
+                log::error!("draining samples failed: {e:#}");
+            }
+        }
+        events.clear();
+        events.extend_from_slice(self.collector.last_events());
+        self.handle_events(events, exited);
+        let mut snap = self
+            .metrics
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Ok(s) = self.collector.sampler_stats() {
+            snap.sampler = s;
+        }
+        snap.symbolizer = Some(self.collector.symbolizer_stats());
+        snap.processes = self.collector.procs.len();
+        snap.binaries = self.collector.procs.binaries.len();
+        snap.targets_cached = self.discoverer.cached();
+        snap.discovery = self.discoverer.stats();
+    }
+
+    fn handle_events(&mut self, events: &[ProcEvent], exited: &mut HashSet<u32>) {
+        for e in events {
+            match e.kind {
+                proc_event::FIRST_SAMPLE => {
+                    if exited.remove(&e.tgid) {
+                        // The pid was reused within the window: the cached target is the
+                        // old process's. Label the new one.
+                        self.discoverer.forget(e.tgid);
+                    }
+                    let _ = self.discoverer.lookup(e.tgid);
+                }
+                proc_event::EXEC => {
+                    exited.remove(&e.tgid);
+                    self.discoverer.forget(e.tgid);
+                    let _ = self.discoverer.lookup(e.tgid);
+                }
+                proc_event::EXIT => {
+                    exited.insert(e.tgid);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish_window(
+        &mut self,
+        seq: u64,
+        start: SystemTime,
+        duration: Duration,
+        agg: Aggregate,
+        exited: &mut HashSet<u32>,
+    ) {
+        let mut per_pid: HashMap<u32, u64> = HashMap::new();
+        for (key, count) in &agg.stacks {
+            *per_pid.entry(key.pid).or_default() += count;
+        }
+        let mut groups: HashMap<u64, Group> = HashMap::new();
+        let (mut exported, mut unlabeled, mut dropped) = (0u64, 0u64, 0u64);
+        for (pid, samples) in per_pid {
+            let target = if pid == 0 {
+                Ok(self.idle_target.clone())
+            } else {
+                self.discoverer.lookup(pid)
+            };
+            match target {
+                Ok(t) if t.is_dropped() => dropped += samples,
+                Ok(t) => {
+                    exported += samples;
+                    let g = groups.entry(t.series_key()).or_insert_with(|| Group {
+                        target: t,
+                        pids: HashSet::new(),
+                        samples: 0,
+                    });
+                    g.pids.insert(pid);
+                    g.samples += samples;
+                }
+                Err(e) => {
+                    log::debug!("{samples} samples of pid {pid} unlabeled: {e}");
+                    unlabeled += samples
+                }
+            }
+        }
+        // Everything those processes ever sampled is in this window now.
+        for pid in exited.drain() {
+            self.discoverer.forget(pid);
+        }
+        let m = self.metrics;
+        m.windows_collected.fetch_add(1, Relaxed);
+        m.samples_exported.fetch_add(exported, Relaxed);
+        m.samples_unlabeled.fetch_add(unlabeled, Relaxed);
+        m.samples_relabel_dropped.fetch_add(dropped, Relaxed);
+        m.window_series.store(groups.len() as u64, Relaxed);
+        log::debug!(
+            "window {seq}: {:.3} s, {} series, {exported} samples ({unlabeled} unlabeled, {dropped} dropped by relabeling)",
+            duration.as_secs_f64(),
+            groups.len()
+        );
+        let data = WindowData {
+            seq,
+            start,
+            duration,
+            frequency: u64::from(self.frequency),
+            agg,
+            groups: groups.into_values().collect(),
+        };
+        match self.tx.try_send(data) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                m.windows_dropped.fetch_add(1, Relaxed);
+                log::warn!("window {seq} dropped: encoding is behind");
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                m.windows_dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_align_to_the_interval() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_123_456);
+        let end = aligned_end(t, Duration::from_secs(15));
+        let secs = end.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(secs, Duration::from_secs(1_000_125));
+        assert_eq!(secs.as_secs() % 15, 0);
+        // Exactly on a boundary: the next one.
+        assert_eq!(
+            aligned_end(end, Duration::from_secs(15)),
+            end + Duration::from_secs(15)
+        );
+    }
+}
