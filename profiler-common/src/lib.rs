@@ -4,6 +4,8 @@
 //! so the two sides cannot drift apart.
 #![no_std]
 
+pub mod unwind;
+
 /// Length of `task_struct.comm`, NUL included.
 pub const TASK_COMM_LEN: usize = 16;
 

@@ -11,6 +11,7 @@ mod privileges;
 mod procs;
 mod sampler;
 mod symbolize;
+mod unwind;
 
 use clap::{Parser, Subcommand};
 
