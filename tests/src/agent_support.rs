@@ -1,0 +1,640 @@
+//! Helpers for the `agent_*` end-to-end tests: the real `kiln` binary run as an agent (and
+//! stopped by pid), workloads started inside cgroups the test creates (removed on drop),
+//! a real HTTP push receiver on 127.0.0.1, and readers for what the agent exported.
+//!
+//! Included by path from each `tests/agent_*.rs` (`#[path = "../src/agent_support.rs"]`).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{BuildHasher, Hasher},
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use kiln_proto::pprof::Profile;
+use prost::Message;
+
+/// The secret every test workload carries in its environment; it must never surface.
+pub const SECRET_VALUE: &str = "hunter2-kiln-agent-secret";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `$KILN_BIN`, else `target/release/kiln`, else `target/debug/kiln`.
+pub fn kiln_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KILN_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    for profile in ["release", "debug"] {
+        let p = target.join(profile).join("kiln");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("no kiln binary found: run `cargo build -p profiler-daemon` (or set KILN_BIN)");
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True (with a message) when the test cannot run here.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIP {test}: needs root (eBPF, cgroups)");
+    true
+}
+
+/// Compiles `tests/workloads/<name>.c` with frame pointers and debug info into a private
+/// directory (so parallel tests never see a half-written file) and returns it.
+pub fn build_workload(name: &str, dir: &Path) -> PathBuf {
+    let src = workspace_root()
+        .join("tests/workloads")
+        .join(format!("{name}.c"));
+    let exe = dir.join(name);
+    let status = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("gcc not found (install gcc)");
+    assert!(status.success(), "compiling {} failed", src.display());
+    exe
+}
+
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// 64 lowercase hex characters, like a container id.
+pub fn random_container_id() -> String {
+    (0..4).map(|_| format!("{:016x}", random_u64())).collect()
+}
+
+/// A random RFC 4122-shaped UID.
+pub fn random_pod_uid() -> String {
+    let hex = random_container_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A short random token to tell this test's processes apart from everything else.
+pub fn token() -> String {
+    format!("t{:012x}", random_u64() & 0xffff_ffff_ffff)
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; tests use it right away).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
+/// A cgroup subtree `<mount>/kiln-agent-test-<unique>/...`, removed deepest first on drop
+/// (drop it after the processes in it are dead).
+pub struct CgroupTree {
+    mount: PathBuf,
+    base: String,
+    created: Vec<PathBuf>,
+}
+
+impl CgroupTree {
+    pub fn new(mount: &str) -> Self {
+        Self {
+            mount: PathBuf::from(mount),
+            base: format!(
+                "/kiln-agent-test-{}-{:08x}",
+                std::process::id(),
+                random_u64() as u32
+            ),
+            created: Vec::new(),
+        }
+    }
+
+    pub fn available(mount: &str) -> bool {
+        Path::new(mount).join("cgroup.procs").exists()
+    }
+
+    /// Creates `<base>/<relative>` and returns its `cgroup.procs` file.
+    pub fn create(&mut self, relative: &str) -> PathBuf {
+        let mut dir = self.mount.join(self.base.trim_start_matches('/'));
+        self.mkdir(&dir.clone());
+        for c in relative.split('/').filter(|c| !c.is_empty()) {
+            dir.push(c);
+            self.mkdir(&dir.clone());
+        }
+        dir.join("cgroup.procs")
+    }
+
+    fn mkdir(&mut self, dir: &Path) {
+        if dir.exists() {
+            return;
+        }
+        std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        self.created.push(dir.to_owned());
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        for dir in self.created.iter().rev() {
+            for attempt in 0..100 {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if attempt == 99 => {
+                        eprintln!("warning: cannot remove {}: {e}", dir.display())
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+/// A child killed (by pid) and reaped on drop.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for a normal exit; returns stdout.
+    pub fn wait_success(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                let mut out = String::new();
+                if let Some(mut s) = self.0.stdout.take() {
+                    let _ = s.read_to_string(&mut out);
+                }
+                assert!(status.success(), "workload failed: {status}: {out}");
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workload still running after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `exe args` with exactly `env` (plus PATH) after moving itself into every
+/// `cgroup.procs` in `cgroups`: a shell joins the cgroups, then execs the workload, so
+/// the workload never runs outside them.
+pub fn spawn_in_cgroups(
+    exe: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    cgroups: &[&Path],
+) -> ChildGuard {
+    let script =
+        r#"while [ "$1" != "--" ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@""#;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(script).arg("sh");
+    for c in cgroups {
+        cmd.arg(c);
+    }
+    cmd.arg("--").arg(exe).args(args);
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    ChildGuard(cmd.spawn().expect("spawn workload"))
+}
+
+/// A running `kiln agent`, stopped by pid.
+pub struct Agent {
+    child: Option<Child>,
+    pub metrics_addr: SocketAddr,
+    stderr_path: PathBuf,
+}
+
+impl Agent {
+    /// Starts `kiln agent <args> --metrics-listen 127.0.0.1:<free>` with stderr in `dir`,
+    /// and waits until /healthz answers 200.
+    pub fn start(args: &[&str], dir: &Path) -> Self {
+        let port = free_port();
+        let metrics_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let stderr_path = dir.join(format!("agent-{port}.log"));
+        let stderr = std::fs::File::create(&stderr_path).expect("agent log");
+        let child = Command::new(kiln_bin())
+            .arg("agent")
+            .args(args)
+            .arg("--metrics-listen")
+            .arg(metrics_addr.to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn kiln agent");
+        let mut agent = Self {
+            child: Some(child),
+            metrics_addr,
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = agent
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("kiln agent exited at start ({status}):\n{}", agent.log());
+            }
+            if matches!(http_get(metrics_addr, "/healthz"), Some((200, _))) {
+                return agent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kiln agent not healthy after 30 s:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        match http_get(self.metrics_addr, "/metrics") {
+            Some((200, body)) => body,
+            other => panic!("GET /metrics failed: {other:?}\n{}", self.log()),
+        }
+    }
+
+    /// SIGINT, then waits up to `timeout` (SIGKILL and panic after). Returns the exit
+    /// status and the agent's log.
+    pub fn stop(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return (status, self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kiln agent ignored SIGINT for {timeout:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Minimal HTTP/1.0 GET; `None` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// Sum of the samples of metric `name` whose labels include all of `want`.
+pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+/// Decodes gzip'd (or plain) pprof bytes.
+pub fn decode_pprof(bytes: &[u8]) -> Profile {
+    let raw = kiln_proto::gzip::maybe_decompress(bytes, 256 << 20).expect("pprof gzip");
+    Profile::decode(raw.as_ref()).expect("pprof decodes")
+}
+
+/// One exported profile: its series labels and the decoded pprof.
+#[derive(Clone, Debug)]
+pub struct Exported {
+    pub labels: BTreeMap<String, String>,
+    pub profile: Profile,
+    pub raw: Vec<u8>,
+}
+
+impl Exported {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+
+    /// Samples (first value) whose stack contains `function`, by value of sample label
+    /// `by` (or "" when absent).
+    pub fn samples_in(&self, function: &str, by: &str) -> HashMap<String, i64> {
+        let p = &self.profile;
+        let functions: HashMap<u64, &str> = p
+            .function
+            .iter()
+            .map(|f| (f.id, p.string(f.name)))
+            .collect();
+        let locations: HashMap<u64, &kiln_proto::pprof::Location> =
+            p.location.iter().map(|l| (l.id, l)).collect();
+        let mut out = HashMap::new();
+        for s in &p.sample {
+            let hit = s.location_id.iter().any(|id| {
+                locations[id]
+                    .line
+                    .iter()
+                    .any(|l| functions.get(&l.function_id) == Some(&function))
+            });
+            if hit {
+                let key = sample_label(p, s, by).unwrap_or("").to_owned();
+                *out.entry(key).or_default() += s.value[0];
+            }
+        }
+        out
+    }
+
+    pub fn total_in(&self, function: &str) -> i64 {
+        self.samples_in(function, "").values().sum()
+    }
+}
+
+pub fn sample_label<'a>(
+    p: &'a Profile,
+    s: &kiln_proto::pprof::Sample,
+    key: &str,
+) -> Option<&'a str> {
+    s.label
+        .iter()
+        .find(|l| p.string(l.key) == key)
+        .map(|l| p.string(l.str))
+}
+
+/// Reads every `*.pb.gz` in an `--output-dir`; series labels are taken from the sample
+/// labels (the agent puts them on every sample), which must agree across samples.
+pub fn read_output_dir(dir: &Path) -> Vec<(PathBuf, Exported)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read output dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        assert!(name.ends_with(".pb.gz"), "unexpected file {name}");
+        let raw = std::fs::read(&path).expect("read profile");
+        let profile = decode_pprof(&raw);
+        let mut labels = BTreeMap::new();
+        if let Some(s) = profile.sample.first() {
+            for l in &s.label {
+                let k = profile.string(l.key);
+                if !matches!(k, "pid" | "process" | "thread") {
+                    labels.insert(k.to_owned(), profile.string(l.str).to_owned());
+                }
+            }
+        }
+        for s in &profile.sample {
+            for (k, v) in &labels {
+                assert_eq!(sample_label(&profile, s, k), Some(v.as_str()), "{name}");
+            }
+        }
+        out.push((
+            path,
+            Exported {
+                labels,
+                profile,
+                raw,
+            },
+        ));
+    }
+    out
+}
+
+/// What one push request carried.
+#[derive(Clone, Debug)]
+pub struct PushReceived {
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub series: Vec<Exported>,
+}
+
+/// A real Connect push endpoint (`POST /push.v1.PusherService/Push`) on 127.0.0.1 that
+/// decodes each request and records it. `stop` kills it and all its connections (its
+/// runtime is dropped); `start` on the same port brings it back.
+pub struct Receiver {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<PushReceived>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    pub fn start(port: u16, received: Arc<Mutex<Vec<PushReceived>>>) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let store = received.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let app = axum::Router::new()
+                    .route(
+                        "/push.v1.PusherService/Push",
+                        axum::routing::post(push_handler),
+                    )
+                    .with_state(store);
+                let server = axum::serve(listener, app);
+                tokio::select! {
+                    _ = server => {}
+                    _ = rx => {}
+                }
+            });
+            // Dropping the runtime here cancels every connection task.
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match ready_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) if Instant::now() < deadline && e.contains("in use") => {
+                    // The old socket may linger a moment; try again.
+                    std::thread::sleep(Duration::from_millis(200));
+                    return Self::start(port, received);
+                }
+                Ok(Err(e)) => panic!("receiver cannot bind 127.0.0.1:{port}: {e}"),
+                Err(_) if Instant::now() < deadline => continue,
+                Err(_) => panic!("receiver did not start"),
+            }
+        }
+        Self {
+            port,
+            received,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+async fn push_handler(
+    axum::extract::State(store): axum::extract::State<Arc<Mutex<Vec<PushReceived>>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    let hdrs: BTreeMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let raw = if hdrs.get("content-encoding").map(String::as_str) == Some("gzip") {
+        match kiln_proto::gzip::decompress_capped(&body, 64 << 20) {
+            Ok(b) => b,
+            Err(_) => return (axum::http::StatusCode::BAD_REQUEST, vec![]),
+        }
+    } else {
+        body.to_vec()
+    };
+    let Ok(req) = kiln_proto::push::PushRequest::decode(raw.as_slice()) else {
+        return (axum::http::StatusCode::BAD_REQUEST, vec![]);
+    };
+    let series = req
+        .series
+        .iter()
+        .flat_map(|s| {
+            let labels: BTreeMap<String, String> = s
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            s.samples.iter().map(move |r| Exported {
+                labels: labels.clone(),
+                profile: decode_pprof(&r.raw_profile),
+                raw: r.raw_profile.clone(),
+            })
+        })
+        .collect();
+    store.lock().unwrap().push(PushReceived {
+        headers: hdrs,
+        body: raw,
+        series,
+    });
+    (
+        axum::http::StatusCode::OK,
+        kiln_proto::push::PushResponse {}.encode_to_vec(),
+    )
+}
+
+/// Writes `text` to `<dir>/<name>` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write file");
+    p
+}
+
+/// The raw bytes (decompressed) of everything exported must not contain `secret`.
+pub fn assert_no_secret(what: &str, bytes: &[u8], secret: &str) {
+    let raw = kiln_proto::gzip::maybe_decompress(bytes, 256 << 20).expect("gzip");
+    let hay = String::from_utf8_lossy(&raw);
+    assert!(!hay.contains(secret), "{what} contains the secret");
+    assert!(!hay.contains("SECRET"), "{what} names the SECRET variable");
+}
