@@ -208,3 +208,82 @@ pub fn sample_label<'a>(
         .find(|l| p.string(l.key) == key)
         .map(|l| p.string(l.str))
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A blocking HTTP/1.0 GET (no chunked encoding to decode); returns status and body.
+pub fn http_get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status"))?;
+    Ok((status, raw[split + 4..].to_vec()))
+}
+
+/// GETs a JSON document, panicking with the body on a non-200 answer.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {url}: bad JSON: {e}"))
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Totals per function name in a flamebearer (single format: 4 ints per node), and the
+/// root's total. A name counted once per node, so recursion double counts.
+pub fn flamebearer_totals(render: &serde_json::Value) -> (HashMap<String, u64>, u64) {
+    let fb = &render["flamebearer"];
+    let names: Vec<&str> = fb["names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .map(|n| n.as_str().unwrap_or(""))
+        .collect();
+    let mut totals: HashMap<String, u64> = HashMap::new();
+    for level in fb["levels"].as_array().expect("levels") {
+        let level: Vec<i64> = level
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        for node in level.chunks(4) {
+            *totals
+                .entry(names[node[3] as usize].to_owned())
+                .or_default() += node[1] as u64;
+        }
+    }
+    (totals, fb["numTicks"].as_u64().unwrap_or(0))
+}

@@ -4,6 +4,7 @@
 //! Debian packages, the UI's npm packages) and is quick when there is nothing to do.
 
 mod bench;
+mod demo;
 mod setup;
 
 use std::process::Command;
@@ -39,6 +40,15 @@ enum Task {
     Bench {
         #[command(subcommand)]
         which: bench::Bench,
+    },
+    /// The rideshare story: three Go services in three regions, load, and `kiln run`.
+    Demo {
+        /// Seconds between us-west-1's low and high mutexLock phases.
+        #[arg(long, default_value_t = 60)]
+        phase_seconds: u32,
+        /// Extra arguments for `kiln run`.
+        #[arg(last = true)]
+        kiln_args: Vec<String>,
     },
     /// Set up, build, and run Kiln on this host (`kiln run`); extra args go to kiln.
     Run {
@@ -82,12 +92,22 @@ pub fn step(what: &str) {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup { no_ui } => setup::all(!no_ui),
-        Task::Test { no_lint, cargo_args } => {
+        Task::Test {
+            no_lint,
+            cargo_args,
+        } => {
             setup::all(true)?;
             if !no_lint {
                 step("checking formatting and lints");
                 run(cargo().args(["fmt", "--all", "--check"]))?;
-                run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+                run(cargo().args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
             }
             build_release()?;
             step("running the Rust tests (unit and end-to-end)");
@@ -98,7 +118,9 @@ fn main() -> anyhow::Result<()> {
                 .env("KILN_BIN", &kiln))?;
             if root().join("ui/package.json").is_file() {
                 step("running the UI unit tests");
-                run(Command::new("npm").args(["test"]).current_dir(root().join("ui")))?;
+                run(Command::new("npm")
+                    .args(["test"])
+                    .current_dir(root().join("ui")))?;
             }
             Ok(())
         }
@@ -106,6 +128,18 @@ fn main() -> anyhow::Result<()> {
             setup::all(false)?;
             build_release()?;
             bench::run(which)
+        }
+        Task::Demo {
+            phase_seconds,
+            kiln_args,
+        } => {
+            setup::all(true)?;
+            build_release()?;
+            demo::demo(
+                &root().join("target/release/kiln"),
+                phase_seconds,
+                &kiln_args,
+            )
         }
         Task::Run { kiln_args } => {
             setup::all(true)?;
@@ -115,7 +149,8 @@ fn main() -> anyhow::Result<()> {
             if kiln_args.is_empty() {
                 // Until `kiln run` lands: record this host into a flame graph.
                 let svg = root().join("kiln-host.svg");
-                cmd.args(["record", "--duration", "10", "--output"]).arg(&svg);
+                cmd.args(["record", "--duration", "10", "--output"])
+                    .arg(&svg);
                 eprintln!("xtask: recording this host for 10 s into {}", svg.display());
             } else {
                 cmd.args(&kiln_args);
