@@ -6,8 +6,9 @@
 //! Per process, `UNWIND_PROCS` maps the tgid to a slot of `UNWIND_MAPPINGS`, which holds
 //! that process's executable mappings ([`ProcUnwindInfo`]), sorted, each naming its
 //! binary's row range and load bias. The kernel walks the user stack with these rows
-//! (frame pointers for mappings without rows) and stores the frames in
-//! `DWARF_STACKS_{0,1}` ([`UserStack`]).
+//! (frame pointers for mappings without rows) into the sampler's user-stack maps
+//! (`USER_STACKS_{0,1}`, the same as the frame-pointer path), and flags stacks it could
+//! not finish in `SampleKey::flags` ([`stack_flags`]).
 
 use crate::MAX_STACK_DEPTH;
 
@@ -18,18 +19,12 @@ pub const MAX_UNWIND_MAPPINGS: usize = 128;
 /// Frames the unwinder walks: the same depth `bpf_get_stackid` records.
 pub const MAX_UNWIND_FRAMES: usize = MAX_STACK_DEPTH;
 
-/// `SampleKey::user_stack_id` values with this bit set (and >= 0) name a stack in
-/// `DWARF_STACKS_{buffer}` instead of the `STACKS_{buffer}` stack-trace map, whose ids
-/// stay far below it.
-pub const DWARF_STACK_ID_BIT: i32 = 1 << 30;
-
 /// Map and global names.
 pub mod names {
     pub const ROWS: &str = "UNWIND_ROWS";
     pub const PROCS: &str = "UNWIND_PROCS";
     pub const MAPPINGS: &str = "UNWIND_MAPPINGS";
     pub const SCRATCH: &str = "UNWIND_SCRATCH";
-    pub const DWARF_STACKS: [&str; 2] = ["DWARF_STACKS_0", "DWARF_STACKS_1"];
     /// Read-only global: 1 = unwind registered processes with their tables.
     pub const GLOBAL_ENABLED: &str = "UNWIND_ENABLED";
 }
@@ -41,8 +36,6 @@ pub mod defaults {
     pub const TABLE_BYTES: u64 = 64 << 20;
     /// Processes with unwind information at once (4 KiB each).
     pub const PROCESSES: u32 = 2_048;
-    /// Distinct DWARF-unwound user stacks per buffer (~1 KiB each).
-    pub const DWARF_STACK_ENTRIES: u32 = 8_192;
 }
 
 /// One row of a compiled unwind table: the rule for `[pc, next row's pc)`.
@@ -124,22 +117,11 @@ impl Default for ProcUnwindInfo {
     }
 }
 
-/// Bits of [`UserStack::flags`].
+/// Bits of `SampleKey::flags` the unwinder sets.
 pub mod stack_flags {
     /// The walk stopped before the outermost frame (depth limit, missing or
     /// unsupported unwind information, unreadable memory): the root is unknown.
     pub const TRUNCATED: u32 = 1;
-}
-
-/// A user stack produced by the DWARF unwinder, leaf first.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct UserStack {
-    /// Hash of `frames[..len]` and `flags`; tells two stacks in one bucket apart.
-    pub hash: u64,
-    pub len: u32,
-    pub flags: u32,
-    pub frames: [u64; MAX_UNWIND_FRAMES],
 }
 
 #[cfg(feature = "user")]
@@ -148,5 +130,4 @@ mod user {
     unsafe impl aya::Pod for super::UnwindRow {}
     unsafe impl aya::Pod for super::UnwindMapping {}
     unsafe impl aya::Pod for super::ProcUnwindInfo {}
-    unsafe impl aya::Pod for super::UserStack {}
 }

@@ -1,0 +1,373 @@
+//! DWARF CFI user-stack unwinder.
+//!
+//! For a process userspace registered in `UNWIND_PROCS` (one with at least one compiled
+//! unwind table), walk the user stack frame by frame inside `bpf_loop` (one verified
+//! callback, up to [`MAX_UNWIND_FRAMES`] iterations):
+//!
+//! 1. find the executable mapping of the pc (binary search over the process's sorted
+//!    mappings in `UNWIND_MAPPINGS[slot]`);
+//! 2. mapping with a table: binary-search the binary's rows in `UNWIND_ROWS` for the
+//!    last row at or below `pc - bias` (the return address minus one for callers, so a
+//!    call that ends a function is looked up in that function), then
+//!    CFA = rsp|rbp + offset (or the PLT rule), return address = *(CFA - 8),
+//!    rbp = *(CFA + 8k) when saved, rsp = CFA; signal trampolines restore rip/rsp/rbp
+//!    from the `ucontext_t`;
+//! 3. mapping without a table (no CFI, JIT, vdso): one frame-pointer step.
+//!
+//! The walk ends complete at a row whose return address is undefined (`_start`,
+//! `clone`), a zero return address or a zero frame pointer; anything else that stops it
+//! (depth limit, pc outside every mapping or table, an unsupported rule, unreadable
+//! memory, a frame that does not move up the stack) marks the stack truncated and counts
+//! the reason in `STATS`. Frames are never invented: a truncated stack keeps the frames
+//! found so far.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
+    helpers::{
+        bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
+    },
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+    programs::PerfEventContext,
+};
+use profiler_common::{
+    unwind::{
+        defaults, row_kind, sigframe, stack_flags, ProcUnwindInfo, UnwindRow,
+        MAX_UNWIND_FRAMES, MAX_UNWIND_MAPPINGS,
+    },
+    Stat, UserStack,
+};
+
+
+/// Set by the loader: 1 = unwind registered processes with their tables.
+#[no_mangle]
+static UNWIND_ENABLED: u8 = 0;
+
+/// All binaries' rows; resized by the loader to the memory cap, mmapped by userspace.
+#[map]
+static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// tgid -> slot of `UNWIND_MAPPINGS`.
+#[map]
+static UNWIND_PROCS: HashMap<u32, u32> = HashMap::with_max_entries(defaults::PROCESSES, 0);
+#[map]
+static UNWIND_MAPPINGS: Array<ProcUnwindInfo> = Array::with_max_entries(defaults::PROCESSES, 0);
+/// The stack being built (too big for the 512-byte BPF stack).
+#[map]
+static UNWIND_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// Rows per table the search covers: 2^24 (128 MiB of rows, above any cap we allow).
+const ROW_SEARCH_STEPS: u32 = 24;
+/// 2^8 > MAX_UNWIND_MAPPINGS.
+const MAPPING_SEARCH_STEPS: u32 = 8;
+
+const RUNNING: u32 = 0;
+const COMPLETE: u32 = 1;
+/// Otherwise `result` is STOPPED + the Stat that explains the stop.
+const STOPPED: u32 = 0x100;
+
+/// The walk's registers and progress; lives on the sampler's stack, handed to the
+/// `bpf_loop` callback.
+#[repr(C)]
+struct Walk {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+    slot: u32,
+    len: u32,
+    /// 1 while `ip` is an exact pc (leaf frame, frame interrupted by a signal), not a
+    /// return address.
+    exact: u32,
+    result: u32,
+}
+
+#[inline(always)]
+fn read_user(addr: u64) -> Option<u64> {
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+#[inline(always)]
+fn stop(walk: &mut Walk, why: Stat) -> i64 {
+    walk.result = STOPPED + why as u32;
+    1
+}
+
+/// One frame; returns 0 to go on, 1 to stop.
+extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
+    let walk = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(stack) = UNWIND_SCRATCH.get_ptr_mut(0) else {
+        return stop(walk, Stat::UnwindReadFailure);
+    };
+    // The frame slot comes from bpf_loop's index, not from a counter in `walk`: the
+    // verifier then sees one unknown index instead of 127 distinct states, and the
+    // callback converges after a couple of passes.
+    if index >= MAX_UNWIND_FRAMES as u64 {
+        return stop(walk, Stat::UnwindTruncated);
+    }
+    unsafe { *(*stack).ips.as_mut_ptr().add(index as usize) = walk.ip };
+    walk.len = index as u32 + 1;
+
+    let Some(info) = UNWIND_MAPPINGS.get(walk.slot) else {
+        return stop(walk, Stat::UnwindMappingMiss);
+    };
+    let pc = if walk.exact != 0 { walk.ip } else { walk.ip.wrapping_sub(1) };
+
+    // Last mapping starting at or below pc.
+    // Masking (instead of clamping to a constant) keeps `hi` an unknown scalar to the
+    // verifier, which otherwise explores every path of the search separately.
+    let mut lo: u32 = 0;
+    let mut hi: u32 = info.len & (2 * MAX_UNWIND_MAPPINGS as u32 - 1);
+    for _ in 0..MAPPING_SEARCH_STEPS {
+        if lo >= hi {
+            break;
+        }
+        let mid = (lo + hi) / 2;
+        if info.mappings[(mid as usize) & (MAX_UNWIND_MAPPINGS - 1)].start <= pc {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == 0 {
+        return stop(walk, Stat::UnwindMappingMiss);
+    }
+    let m = &info.mappings[((lo - 1) as usize) & (MAX_UNWIND_MAPPINGS - 1)];
+    if pc >= m.end {
+        return stop(walk, Stat::UnwindMappingMiss);
+    }
+
+    if m.table_len == 0 {
+        return frame_pointer_step(walk);
+    }
+
+    let rel = pc.wrapping_sub(m.bias);
+    if rel > u32::MAX as u64 {
+        return stop(walk, Stat::UnwindTableMiss);
+    }
+    let rel = rel as u32;
+    let first = m.table_start;
+    let mut lo = first;
+    let mut hi = first.wrapping_add(m.table_len);
+    for _ in 0..ROW_SEARCH_STEPS {
+        if lo >= hi {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        let Some(row) = UNWIND_ROWS.get(mid) else {
+            return stop(walk, Stat::UnwindTableMiss);
+        };
+        if row.pc <= rel {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == first {
+        return stop(walk, Stat::UnwindTableMiss);
+    }
+    let Some(row) = UNWIND_ROWS.get(lo - 1) else {
+        return stop(walk, Stat::UnwindTableMiss);
+    };
+
+    let cfa = match row.kind {
+        row_kind::CFA_RSP => walk.sp.wrapping_add(row.cfa_offset as u64),
+        row_kind::CFA_RBP => walk.bp.wrapping_add(row.cfa_offset as u64),
+        row_kind::PLT => {
+            let extra = if (walk.ip & 15) >= (row.rbp_offset as u8) as u64 { 8 } else { 0 };
+            walk.sp.wrapping_add(row.cfa_offset as u64 + extra)
+        }
+        row_kind::SIGNAL => return signal_step(walk),
+        row_kind::END => {
+            walk.result = COMPLETE;
+            return 1;
+        }
+        row_kind::GAP => return stop(walk, Stat::UnwindTableMiss),
+        _ => return stop(walk, Stat::UnwindUnsupportedRule),
+    };
+    if cfa <= walk.sp {
+        return stop(walk, Stat::UnwindBadFrame);
+    }
+    let Some(ra) = read_user(cfa - 8) else {
+        return stop(walk, Stat::UnwindReadFailure);
+    };
+    if row.kind != row_kind::PLT && row.rbp_offset != 0 {
+        let at = cfa.wrapping_add((row.rbp_offset as i64 * 8) as u64);
+        match read_user(at) {
+            Some(bp) => walk.bp = bp,
+            None => return stop(walk, Stat::UnwindReadFailure),
+        }
+    }
+    walk.sp = cfa;
+    walk.ip = ra;
+    walk.exact = 0;
+    if ra == 0 {
+        walk.result = COMPLETE;
+        return 1;
+    }
+    0
+}
+
+/// Code without unwind information: trust the frame pointer for one frame.
+#[inline(always)]
+fn frame_pointer_step(walk: &mut Walk) -> i64 {
+    let bp = walk.bp;
+    if bp == 0 {
+        walk.result = COMPLETE;
+        return 1;
+    }
+    if bp < walk.sp {
+        return stop(walk, Stat::UnwindBadFrame);
+    }
+    let (Some(next_bp), Some(ra)) = (read_user(bp), read_user(bp + 8)) else {
+        return stop(walk, Stat::UnwindReadFailure);
+    };
+    walk.bp = next_bp;
+    walk.sp = bp + 16;
+    walk.ip = ra;
+    walk.exact = 0;
+    if ra == 0 {
+        walk.result = COMPLETE;
+        return 1;
+    }
+    0
+}
+
+/// `__restore_rt`: the kernel's signal frame holds the interrupted registers.
+#[inline(always)]
+fn signal_step(walk: &mut Walk) -> i64 {
+    let sp = walk.sp;
+    let (Some(ip), Some(new_sp), Some(bp)) = (
+        read_user(sp + sigframe::RIP),
+        read_user(sp + sigframe::RSP),
+        read_user(sp + sigframe::RBP),
+    ) else {
+        return stop(walk, Stat::UnwindReadFailure);
+    };
+    walk.ip = ip;
+    walk.sp = new_sp;
+    walk.bp = bp;
+    // The interrupted instruction itself, not a return address.
+    walk.exact = 1;
+    if ip == 0 {
+        walk.result = COMPLETE;
+        return 1;
+    }
+    0
+}
+
+/// x86_64 `struct pt_regs`, the fields we read.
+#[repr(C)]
+struct PtRegs {
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    bp: u64,
+    bx: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    ax: u64,
+    cx: u64,
+    dx: u64,
+    si: u64,
+    di: u64,
+    orig_ax: u64,
+    ip: u64,
+    cs: u64,
+    flags: u64,
+    sp: u64,
+    ss: u64,
+}
+
+/// The user registers of the current task: the interrupted ones for a user-mode
+/// sample, else those saved at kernel entry.
+#[inline(always)]
+fn user_regs(ctx: &PerfEventContext, user_mode: bool) -> Option<(u64, u64, u64)> {
+    if user_mode {
+        let r = unsafe { &(*ctx.ctx).regs };
+        return Some((r.rip, r.rsp, r.rbp));
+    }
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const PtRegs;
+    if regs.is_null() {
+        return None;
+    }
+    let r: PtRegs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+    Some((r.ip, r.sp, r.bp))
+}
+
+/// Walks the current task's user stack with the unwind tables into a per-CPU
+/// [`UserStack`] and returns it with its [`stack_flags`] (truncated or not), for the
+/// sampler to store like a frame-pointer stack. None: not a process with unwind tables,
+/// or DWARF unwinding is off (use frame pointers). Err: no user registers (counted).
+#[inline(always)]
+pub fn unwind_user(
+    ctx: &PerfEventContext,
+    tgid: u32,
+    user_mode: bool,
+    count: impl Fn(Stat) + Copy,
+) -> Option<Result<(*mut UserStack, u32), ()>> {
+    if unsafe { core::ptr::read_volatile(&UNWIND_ENABLED) } == 0 {
+        return None;
+    }
+    let slot = *unsafe { UNWIND_PROCS.get(&tgid) }?;
+    let Some((ip, sp, bp)) = user_regs(ctx, user_mode) else {
+        count(Stat::UserStackMissing);
+        return Some(Err(()));
+    };
+    if ip == 0 {
+        // A task without user context (exiting).
+        count(Stat::NoUserStack);
+        return Some(Err(()));
+    }
+    let mut walk = Walk {
+        ip,
+        sp,
+        bp,
+        slot,
+        len: 0,
+        exact: 1,
+        result: RUNNING,
+    };
+    unsafe {
+        bpf_loop(
+            MAX_UNWIND_FRAMES as u32 + 1,
+            step as *mut c_void,
+            &mut walk as *mut Walk as *mut c_void,
+            0,
+        )
+    };
+    let Some(stack) = UNWIND_SCRATCH.get_ptr_mut(0) else {
+        count(Stat::UserStackMissing);
+        return Some(Err(()));
+    };
+    count(Stat::DwarfStacks);
+    let mut flags = 0;
+    if walk.result != COMPLETE {
+        flags = stack_flags::TRUNCATED;
+        if walk.result >= STOPPED {
+            count_raw(walk.result - STOPPED, count);
+        } else {
+            count(Stat::UnwindTruncated);
+        }
+    }
+    unsafe { (*stack).len = walk.len as u64 };
+    Some(Ok((stack, flags)))
+}
+
+/// Counts the stop reason stored as a raw Stat index.
+#[inline(always)]
+fn count_raw(stat: u32, count: impl Fn(Stat)) {
+    let s = match stat {
+        x if x == Stat::UnwindTableMiss as u32 => Stat::UnwindTableMiss,
+        x if x == Stat::UnwindMappingMiss as u32 => Stat::UnwindMappingMiss,
+        x if x == Stat::UnwindUnsupportedRule as u32 => Stat::UnwindUnsupportedRule,
+        x if x == Stat::UnwindReadFailure as u32 => Stat::UnwindReadFailure,
+        x if x == Stat::UnwindBadFrame as u32 => Stat::UnwindBadFrame,
+        _ => Stat::UnwindTruncated,
+    };
+    count(s);
+}
