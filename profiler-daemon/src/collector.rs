@@ -63,15 +63,34 @@ impl Collector {
 
     /// Moves everything sampled so far into `agg`.
     pub fn collect_into(&mut self, agg: &mut Aggregate) -> anyhow::Result<()> {
+        self.collect_into_where(agg, |_| true).map(|_| ())
+    }
+
+    /// Like [`Collector::collect_into`], but samples of processes `keep` rejects are
+    /// neither symbolized nor added (the agent skips processes its relabel rules drop).
+    /// Returns how many samples were skipped.
+    pub fn collect_into_where(
+        &mut self,
+        agg: &mut Aggregate,
+        keep: impl Fn(u32) -> bool,
+    ) -> anyhow::Result<u64> {
         self.poll_events();
         // Exits seen before the flip: all their samples are in the buffer drained now.
         let exited = std::mem::take(&mut self.exited);
-        let samples = self.sampler.drain()?;
+        let mut samples = self.sampler.drain()?;
+        let mut skipped = 0;
+        samples.retain(|s| {
+            let k = keep(s.key.tgid);
+            if !k {
+                skipped += s.count;
+            }
+            k
+        });
         agg.add(&samples, &mut self.procs, &mut self.symbolizer);
         for (id, binary) in self.procs.evict_exited(&exited) {
             self.symbolizer.forget(id, &binary);
         }
-        Ok(())
+        Ok(skipped)
     }
 
     pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {

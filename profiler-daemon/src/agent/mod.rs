@@ -181,6 +181,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         interval: settings.collect_interval,
         drain_every,
         idle_target: idle_target(&settings.config),
+        dropped: Default::default(),
     }
     .run();
 

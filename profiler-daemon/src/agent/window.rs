@@ -41,6 +41,8 @@ pub struct WindowLoop<'a> {
     pub drain_every: Duration,
     /// Labels of idle samples (pid 0, only with --include-idle), which have no /proc.
     pub idle_target: Arc<Target>,
+    /// Processes relabeling dropped: their samples are skipped before symbolization.
+    pub dropped: HashSet<u32>,
 }
 
 /// First window end after `now`, aligned to multiples of `interval` since the epoch.
@@ -93,6 +95,8 @@ impl WindowLoop<'_> {
                         .unwrap_or(self.interval);
                 if last_prune.elapsed() >= PRUNE_EVERY {
                     self.discoverer.prune_exited();
+                    self.dropped
+                        .retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
                     last_prune = Instant::now();
                 }
                 last_drain = end;
@@ -123,8 +127,19 @@ impl WindowLoop<'_> {
         exited: &mut HashSet<u32>,
         events: &mut Vec<ProcEvent>,
     ) {
-        match self.collector.collect_into(agg) {
-            Ok(()) => self.metrics.collect_succeeded(),
+        let t0 = Instant::now();
+        let dropped = &self.dropped;
+        let r = self
+            .collector
+            .collect_into_where(agg, |pid| !dropped.contains(&pid));
+        log::trace!("drain took {:?}", t0.elapsed());
+        match r {
+            Ok(skipped) => {
+                self.metrics.collect_succeeded();
+                self.metrics
+                    .samples_relabel_dropped
+                    .fetch_add(skipped, Relaxed);
+            }
             Err(e) => {
                 self.metrics.collect_errors.fetch_add(1, Relaxed);
                 self.metrics.last_collect_ok.store(false, Relaxed);
@@ -158,18 +173,32 @@ impl WindowLoop<'_> {
                         // old process's. Label the new one.
                         self.discoverer.forget(e.tgid);
                     }
-                    let _ = self.discoverer.lookup(e.tgid);
+                    self.label(e.tgid);
                 }
                 proc_event::EXEC => {
                     exited.remove(&e.tgid);
                     self.discoverer.forget(e.tgid);
-                    let _ = self.discoverer.lookup(e.tgid);
+                    self.label(e.tgid);
                 }
                 proc_event::EXIT => {
                     exited.insert(e.tgid);
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Labels a live process now (it may exit before the window ends) and remembers
+    /// whether relabeling dropped it.
+    fn label(&mut self, pid: u32) {
+        match self.discoverer.lookup(pid) {
+            Ok(t) if t.is_dropped() => {
+                self.dropped.insert(pid);
+            }
+            Ok(_) => {
+                self.dropped.remove(&pid);
+            }
+            Err(e) => log::trace!("labeling pid {pid} failed: {e}"),
         }
     }
 
@@ -214,6 +243,7 @@ impl WindowLoop<'_> {
         // Everything those processes ever sampled is in this window now.
         for pid in exited.drain() {
             self.discoverer.forget(pid);
+            self.dropped.remove(&pid);
         }
         let m = self.metrics;
         m.windows_collected.fetch_add(1, Relaxed);
