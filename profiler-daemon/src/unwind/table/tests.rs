@@ -304,3 +304,37 @@ fn a_file_without_cfi_has_no_table() {
     let _ = Command::new("objcopy").args(["-R", ".eh_frame", "-R", ".eh_frame_hdr"]).arg(&exe).status();
     assert!(compile_file(&exe).unwrap().is_none());
 }
+
+/// Table build time and size of this machine's big binaries, for docs/benchmarks.md:
+/// `cargo test -p profiler-daemon --release --bin kiln unwind_table_sizes -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn unwind_table_sizes() {
+    let kiln = std::env::current_exe().unwrap();
+    for path in [
+        Path::new(LIBC),
+        Path::new("/usr/bin/python3.11"),
+        Path::new("/usr/lib/go-1.19/bin/go"),
+        kiln.as_path(),
+    ] {
+        if !path.exists() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let table = compile_file(path).unwrap();
+        let took = started.elapsed();
+        match table {
+            Some(t) => eprintln!(
+                "{}: {} FDEs (+{} .debug_frame), {} CFI rows -> {} rows, {:.1} KiB, {:.1} ms",
+                path.display(),
+                t.stats.eh_frame_fdes,
+                t.stats.debug_frame_fdes,
+                t.stats.cfi_rows,
+                t.rows.len(),
+                t.bytes() as f64 / 1024.0,
+                took.as_secs_f64() * 1e3
+            ),
+            None => eprintln!("{}: no CFI ({:.1} ms)", path.display(), took.as_secs_f64() * 1e3),
+        }
+    }
+}
