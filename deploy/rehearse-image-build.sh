@@ -6,6 +6,10 @@
 #
 #   deploy/rehearse-image-build.sh           # full rehearsal (release build)
 #   deploy/rehearse-image-build.sh --print   # only show what would run
+#   deploy/rehearse-image-build.sh --from-git-head
+#       build context = the committed tree (git archive HEAD) instead of the
+#       working tree; what a clean clone (CI) builds, unaffected by
+#       uncommitted work of others in a shared checkout
 #
 # Mapping: WORKDIR -> a temp dir; `COPY . .` -> a copy of the repository
 # minus deploy/Dockerfile.dockerignore's patterns; ARG -> exported with the
@@ -20,7 +24,14 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DOCKERFILE="$ROOT/deploy/Dockerfile"
 IGNORE="$ROOT/deploy/Dockerfile.dockerignore"
 PRINT=0
-[ "${1:-}" = "--print" ] && PRINT=1
+FROM_HEAD=0
+for arg in "$@"; do
+    case "$arg" in
+        --print) PRINT=1 ;;
+        --from-git-head) FROM_HEAD=1 ;;
+        *) echo "usage: $0 [--print] [--from-git-head]" >&2; exit 2 ;;
+    esac
+done
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kiln-image-rehearsal.XXXXXX")"
 cleanup() { rm -rf "$WORK"; }
@@ -55,6 +66,10 @@ PY
 
 copy_context() {
     local dest="$1" excludes=()
+    if [ "$FROM_HEAD" = 1 ]; then
+        git -C "$ROOT" archive --format=tar HEAD | tar -C "$dest" -xf -
+        return
+    fi
     while IFS= read -r pat; do
         pat="${pat%%#*}"; pat="$(echo "$pat" | xargs)"
         [ -n "$pat" ] || continue
