@@ -20,12 +20,19 @@ pub mod names {
     pub const PROG_EXEC: &str = "kiln_sched_exec";
     pub const PROG_EXIT: &str = "kiln_sched_exit";
     pub const COUNTS: [&str; 2] = ["COUNTS_0", "COUNTS_1"];
+    /// Kernel stacks (`bpf_get_stackid`).
     pub const STACKS: [&str; 2] = ["STACKS_0", "STACKS_1"];
+    /// User stacks, keyed by a hash of their frames.
+    pub const USER_STACKS: [&str; 2] = ["USER_STACKS_0", "USER_STACKS_1"];
     pub const ACTIVE_BUFFER: &str = "ACTIVE_BUFFER";
     pub const PID_FILTER: &str = "PID_FILTER";
     pub const KNOWN_PIDS: &str = "KNOWN_PIDS";
     pub const PROC_EVENTS: &str = "PROC_EVENTS";
     pub const STATS: &str = "STATS";
+    pub const GO_PROCS: &str = "GO_PROCS";
+    pub const GO_LABEL_SETS: [&str; 2] = ["GO_LABEL_SETS_0", "GO_LABEL_SETS_1"];
+    /// Offset of `task_struct.thread.fsbase`, from the kernel's BTF.
+    pub const GLOBAL_FSBASE_OFFSET: &str = "FSBASE_OFFSET";
     /// Read-only globals set by the loader.
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
     pub const GLOBAL_INCLUDE_IDLE: &str = "INCLUDE_IDLE";
@@ -36,12 +43,58 @@ pub mod names {
 pub mod defaults {
     /// Distinct (thread, user stack, kernel stack) keys per buffer.
     pub const COUNTS_ENTRIES: u32 = 16_384;
-    /// Distinct stacks per buffer. Each entry costs `MAX_STACK_DEPTH * 8` bytes of
-    /// locked kernel memory (~1 KiB), so 8192 entries ~ 8 MiB per buffer.
+    /// Distinct stacks per buffer (user and kernel stacks each). Each entry costs
+    /// `MAX_STACK_DEPTH * 8` bytes of kernel memory (~1 KiB), so 8192 entries ~ 8 MiB
+    /// per map and buffer.
     pub const STACK_ENTRIES: u32 = 8_192;
     pub const PID_FILTER_ENTRIES: u32 = 1_024;
     pub const KNOWN_PIDS_ENTRIES: u32 = 32_768;
     pub const PROC_EVENTS_BYTES: u32 = 256 * 1024;
+    pub const GO_PROCS_ENTRIES: u32 = 4_096;
+    /// Distinct goroutine label sets per buffer (~650 bytes each).
+    pub const GO_LABEL_SETS_ENTRIES: u32 = 4_096;
+}
+
+/// Goroutine labels read per sample: at most this many pairs...
+pub const GO_MAX_LABELS: usize = 10;
+/// ...keys of at most 15 bytes and values of at most 47 (longer ones are truncated).
+pub const GO_KEY_LEN: usize = 16;
+pub const GO_VALUE_LEN: usize = 48;
+
+/// Where a Go runtime keeps what the sampler needs, per process (Go version dependent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// Offset of the current g from the thread pointer (fsbase); negative.
+    pub tls_offset: i64,
+    pub g_m: u32,
+    pub m_curg: u32,
+    pub g_labels: u32,
+    /// 0: labels are a `map[string]string` (Go <= 1.23); 1: a sorted slice (>= 1.24).
+    pub labels_format: u32,
+}
+
+pub const GO_LABELS_MAP: u32 = 0;
+pub const GO_LABELS_SLICE: u32 = 1;
+
+/// Key of a label set: the process and the address of its label map in that process.
+/// pprof.Do allocates a new label map per call, so the address names the set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoLabelSetKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub labels_addr: u64,
+}
+
+/// One goroutine label set as read by the kernel side: NUL-padded keys and values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoLabels {
+    pub count: u32,
+    pub _pad: u32,
+    pub keys: [[u8; GO_KEY_LEN]; GO_MAX_LABELS],
+    pub values: [[u8; GO_VALUE_LEN]; GO_MAX_LABELS],
 }
 
 /// Key of the sample count maps: one thread, one pair of stacks.
@@ -50,10 +103,27 @@ pub mod defaults {
 pub struct SampleKey {
     pub tgid: u32,
     pub tid: u32,
-    /// Id in the active stack map, or a negative errno when the stack is missing.
-    pub user_stack_id: i32,
+    /// Key of the user stack in `USER_STACKS_{buffer}` (a hash of its frames), 0 = none.
+    pub user_stack: u64,
+    /// Id in the active kernel stack map, or a negative errno when there is none.
     pub kernel_stack_id: i32,
+    /// `unwind::stack_flags` of the user stack (e.g. truncated).
+    pub flags: u32,
     pub comm: [u8; TASK_COMM_LEN],
+    /// Address of the goroutine's pprof label map (0 = none); with `tgid` the key of
+    /// `GO_LABEL_SETS_{buffer}`.
+    pub go_labels: u64,
+}
+
+/// A user stack as stored in `USER_STACKS_{buffer}`: `len` instruction pointers, leaf
+/// first, from frame pointers (`bpf_get_stack`) or the DWARF unwinder. Stored under a
+/// 64-bit hash of its frames, which, unlike `bpf_get_stackid`'s bucket index, does not
+/// collide in practice.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UserStack {
+    pub len: u64,
+    pub ips: [u64; MAX_STACK_DEPTH],
 }
 
 /// What the kernel tells userspace about processes, through the `PROC_EVENTS` ring buffer.
@@ -89,8 +159,8 @@ pub enum Stat {
     Recorded = 3,
     /// Loss: the count map was full.
     CountsMapFull = 4,
-    /// Loss of the user stack: stack-map bucket held another stack (-EEXIST).
-    UserStackCollision = 5,
+    /// Loss of the user stack: the user stack map was full.
+    UserStacksFull = 5,
     /// Loss of the kernel stack: same, for the kernel stack.
     KernelStackCollision = 6,
     /// The user stack could not be read although the sample was taken in user mode.
@@ -103,9 +173,30 @@ pub enum Stat {
     EventsLost = 10,
     /// Kernel-mode sample without a user stack (kernel threads): expected, not a loss.
     NoUserStack = 11,
+    /// A Go process's labels could not be read (unmapped page, bad pointer): the sample
+    /// is kept without labels.
+    GoLabelsUnreadable = 12,
+    /// The Go label-set map was full: the sample is kept without labels.
+    GoLabelSetsFull = 13,
+    /// User stacks walked by the DWARF unwinder (the rest used `bpf_get_stackid`).
+    DwarfStacks = 14,
+    /// DWARF stack truncated: deeper than MAX_UNWIND_FRAMES.
+    UnwindTruncated = 15,
+    /// DWARF stack truncated: the pc lies in a binary's code no FDE describes.
+    UnwindTableMiss = 16,
+    /// DWARF stack truncated: the pc lies outside every known executable mapping.
+    UnwindMappingMiss = 17,
+    /// DWARF stack truncated: a CFI rule the kernel does not evaluate.
+    UnwindUnsupportedRule = 18,
+    /// DWARF stack truncated: the user stack could not be read.
+    UnwindReadFailure = 19,
+    /// DWARF stack truncated: a frame did not move up the stack.
+    UnwindBadFrame = 20,
+    /// The DWARF stack map was full: the user stack is lost.
+    DwarfStacksFull = 21,
 }
 
-pub const STAT_COUNT: u32 = 12;
+pub const STAT_COUNT: u32 = 22;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT as usize] = [
@@ -114,13 +205,23 @@ impl Stat {
         Stat::FilteredOut,
         Stat::Recorded,
         Stat::CountsMapFull,
-        Stat::UserStackCollision,
+        Stat::UserStacksFull,
         Stat::KernelStackCollision,
         Stat::UserStackMissing,
         Stat::KernelStackMissing,
         Stat::NoStack,
         Stat::EventsLost,
         Stat::NoUserStack,
+        Stat::GoLabelsUnreadable,
+        Stat::GoLabelSetsFull,
+        Stat::DwarfStacks,
+        Stat::UnwindTruncated,
+        Stat::UnwindTableMiss,
+        Stat::UnwindMappingMiss,
+        Stat::UnwindUnsupportedRule,
+        Stat::UnwindReadFailure,
+        Stat::UnwindBadFrame,
+        Stat::DwarfStacksFull,
     ];
 
     /// Stable snake_case name, used in reports and metrics.
@@ -131,13 +232,23 @@ impl Stat {
             Stat::FilteredOut => "filtered_out",
             Stat::Recorded => "recorded",
             Stat::CountsMapFull => "counts_map_full",
-            Stat::UserStackCollision => "user_stack_collision",
+            Stat::UserStacksFull => "user_stacks_full",
             Stat::KernelStackCollision => "kernel_stack_collision",
             Stat::UserStackMissing => "user_stack_missing",
             Stat::KernelStackMissing => "kernel_stack_missing",
             Stat::NoStack => "no_stack",
             Stat::EventsLost => "events_lost",
             Stat::NoUserStack => "no_user_stack",
+            Stat::GoLabelsUnreadable => "go_labels_unreadable",
+            Stat::GoLabelSetsFull => "go_label_sets_full",
+            Stat::DwarfStacks => "dwarf_stacks",
+            Stat::UnwindTruncated => "unwind_truncated",
+            Stat::UnwindTableMiss => "unwind_table_miss",
+            Stat::UnwindMappingMiss => "unwind_mapping_miss",
+            Stat::UnwindUnsupportedRule => "unwind_unsupported_rule",
+            Stat::UnwindReadFailure => "unwind_read_failure",
+            Stat::UnwindBadFrame => "unwind_bad_frame",
+            Stat::DwarfStacksFull => "dwarf_stacks_full",
         }
     }
 
@@ -146,12 +257,21 @@ impl Stat {
         matches!(
             self,
             Stat::CountsMapFull
-                | Stat::UserStackCollision
+                | Stat::UserStacksFull
                 | Stat::KernelStackCollision
                 | Stat::UserStackMissing
                 | Stat::KernelStackMissing
                 | Stat::NoStack
                 | Stat::EventsLost
+                | Stat::GoLabelsUnreadable
+                | Stat::GoLabelSetsFull
+                | Stat::UnwindTruncated
+                | Stat::UnwindTableMiss
+                | Stat::UnwindMappingMiss
+                | Stat::UnwindUnsupportedRule
+                | Stat::UnwindReadFailure
+                | Stat::UnwindBadFrame
+                | Stat::DwarfStacksFull
         )
     }
 }
@@ -161,4 +281,8 @@ mod user {
     // SAFETY: plain-old-data, #[repr(C)], no padding-dependent invariants.
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::ProcEvent {}
+    unsafe impl aya::Pod for super::UserStack {}
+    unsafe impl aya::Pod for super::GoOffsets {}
+    unsafe impl aya::Pod for super::GoLabelSetKey {}
+    unsafe impl aya::Pod for super::GoLabels {}
 }

@@ -56,6 +56,8 @@ pub struct StackKey {
     pub thread: Arc<str>,
     /// Indices into [`Aggregate::locations`], leaf first (kernel frames, then user).
     pub locations: Box<[u32]>,
+    /// Goroutine pprof labels, for Go programs.
+    pub labels: Option<crate::sampler::GoLabelSet>,
 }
 
 #[derive(Default)]
@@ -93,6 +95,18 @@ impl Aggregate {
                     }
                 }
                 for (depth, &ip) in sample.user.iter().enumerate() {
+                    if ip == crate::unwind::TRUNCATED_FRAME {
+                        // The unwinder stopped early: say so rather than guess a root.
+                        locations.push(self.intern(
+                            LocationKey::Unmapped("[truncated]".into(), 0),
+                            || Location {
+                                module: Module::Other("[truncated]".into()),
+                                address: 0,
+                                frames: symbolize::unknown("[truncated]", 0),
+                            },
+                        ));
+                        continue;
+                    }
                     // Return addresses point after the call; look up the call itself.
                     let addr = if depth == 0 { ip } else { ip.saturating_sub(1) };
                     let loc = self.user_location(pid, addr, procs, sym);
@@ -108,6 +122,7 @@ impl Aggregate {
                 process: process_name,
                 thread,
                 locations: locations.as_slice().into(),
+                labels: sample.go_labels.clone(),
             };
             *self.stacks.entry(key).or_default() += sample.count;
             self.total += sample.count;
@@ -240,6 +255,14 @@ impl Aggregate {
                 ("thread", &stack.thread),
             ];
             labels.extend_from_slice(extra_labels);
+            if let Some(go) = &stack.labels {
+                // Series labels win over a goroutine label of the same name.
+                for (k, v) in go.iter() {
+                    if !labels.iter().any(|(name, _)| name == &k.as_ref()) {
+                        labels.push((k, v));
+                    }
+                }
+            }
             b.add_sample(&ids, &[count as i64, count as i64 * period], &labels);
         }
         b.build()

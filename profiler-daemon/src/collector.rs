@@ -4,11 +4,14 @@
 
 use profiler_common::{proc_event, ProcEvent};
 
+use std::collections::HashMap;
+
 use crate::{
     aggregate::Aggregate,
     procs::ProcessTable,
     sampler::{Sampler, SamplerConfig, SamplerStats},
     symbolize::{Symbolizer, SymbolizerStats},
+    unwind::{loader::BinaryRef, BpfUnwindMaps, LoaderStats, UnwindLoader},
 };
 
 /// Cap of the symbolization caches (entries); ~100 bytes each.
@@ -21,36 +24,84 @@ pub struct Collector {
     events: Vec<ProcEvent>,
     /// Processes that exited since the last drain; forgotten after it.
     exited: Vec<u32>,
+    /// Go runtime offsets per executable (dev, inode); None = not Go or unsupported.
+    go_binaries: HashMap<(u64, u64), Option<profiler_common::GoOffsets>>,
+    /// Unwind tables of the processes sampled (None when DWARF unwinding is off).
+    unwind: Option<UnwindLoader<BpfUnwindMaps>>,
 }
 
 impl Collector {
     pub fn start(config: &SamplerConfig) -> anyhow::Result<Self> {
+        let mut procs = ProcessTable::default();
+        let mut unwind = None;
+        let sampler = Sampler::start(config, |maps| {
+            let Some(maps) = maps else { return };
+            let mut loader = UnwindLoader::new(maps);
+            // Processes named up front get their unwind tables before their first sample.
+            for &pid in &config.pids {
+                if procs.capture(pid) {
+                    register(&mut loader, &procs, pid);
+                }
+            }
+            procs.take_captured();
+            unwind = Some(loader);
+        })?;
         Ok(Self {
-            sampler: Sampler::start(config)?,
-            procs: ProcessTable::default(),
+            sampler,
+            procs,
             symbolizer: Symbolizer::new(SYMBOL_CACHE_ENTRIES),
             events: Vec::new(),
             exited: Vec::new(),
+            go_binaries: HashMap::new(),
+            unwind,
         })
+    }
+
+    /// Gives the unwind loader the mappings of every process (re)captured since the
+    /// last call.
+    fn sync_unwind(&mut self) {
+        let mut pids = self.procs.take_captured();
+        let Some(unwind) = &mut self.unwind else {
+            return;
+        };
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in pids {
+            register(unwind, &self.procs, pid);
+        }
+    }
+
+    /// Counters of the unwind loader (None when DWARF unwinding is off).
+    pub fn unwind_stats(&self) -> Option<LoaderStats> {
+        self.unwind.as_ref().map(UnwindLoader::stats)
     }
 
     /// Handles queued process events and returns them, for callers that label processes.
     pub fn poll_events(&mut self) -> &[ProcEvent] {
         self.events.clear();
         self.sampler.poll_events(&mut self.events);
-        for e in &self.events {
+        for i in 0..self.events.len() {
+            let e = self.events[i];
             match e.kind {
-                proc_event::FIRST_SAMPLE => {
-                    self.procs.capture(e.tgid);
+                proc_event::FIRST_SAMPLE if self.procs.capture(e.tgid) => {
+                    self.watch_go_labels(e.tgid);
                 }
-                proc_event::EXEC => self.procs.exec(e.tgid),
+                proc_event::EXEC => {
+                    self.procs.exec(e.tgid);
+                    if let Some(unwind) = &mut self.unwind {
+                        unwind.remove_process(e.tgid);
+                    }
+                    self.sampler.remove_go_process(e.tgid);
+                }
                 proc_event::EXIT => {
                     self.procs.mark_exited(e.tgid);
+                    self.sampler.remove_go_process(e.tgid);
                     self.exited.push(e.tgid);
                 }
                 _ => {}
             }
         }
+        self.sync_unwind();
         &self.events
     }
 
@@ -59,6 +110,40 @@ impl Collector {
     /// processes sees every event.
     pub fn last_events(&self) -> &[ProcEvent] {
         &self.events
+    }
+
+    /// If `pid` runs a Go program of a known version, tells the kernel side to read its
+    /// goroutine labels. Each executable is inspected once.
+    fn watch_go_labels(&mut self, pid: u32) {
+        if !self.sampler.go_labels_supported {
+            return;
+        }
+        let exe = format!("/proc/{pid}/exe");
+        let Ok(meta) = std::fs::metadata(&exe) else {
+            return;
+        };
+        let id = (
+            std::os::unix::fs::MetadataExt::dev(&meta),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
+        let offsets = *self.go_binaries.entry(id).or_insert_with(|| {
+            match crate::golang::detect(std::path::Path::new(&exe)) {
+                Ok(Some((version, offsets))) => {
+                    log::debug!("pid {pid}: {version}, reading goroutine labels");
+                    Some(offsets)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    log::info!("pid {pid}: {e}");
+                    None
+                }
+            }
+        });
+        if let Some(offsets) = offsets {
+            if let Err(e) = self.sampler.set_go_process(pid, offsets) {
+                log::warn!("pid {pid}: {e:#}");
+            }
+        }
     }
 
     /// Moves everything sampled so far into `agg`.
@@ -87,9 +172,19 @@ impl Collector {
             k
         });
         agg.add(&samples, &mut self.procs, &mut self.symbolizer);
+        if let Some(unwind) = &mut self.unwind {
+            for &pid in &exited {
+                unwind.remove_process(pid);
+            }
+        }
         for (id, binary) in self.procs.evict_exited(&exited) {
             self.symbolizer.forget(id, &binary);
+            if let Some(unwind) = &mut self.unwind {
+                unwind.forget_binary(id);
+            }
         }
+        // Processes the aggregate re-read (code mapped since: dlopen).
+        self.sync_unwind();
         Ok(skipped)
     }
 
@@ -100,12 +195,17 @@ impl Collector {
     pub fn symbolizer_stats(&self) -> SymbolizerStats {
         self.symbolizer.stats()
     }
+}
 
-    pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
-        self.sampler.add_pid(pid)
-    }
-
-    pub fn online_cpus(&self) -> usize {
-        self.sampler.online_cpus()
-    }
+/// Describes a captured, live process to the unwind loader.
+fn register(unwind: &mut UnwindLoader<BpfUnwindMaps>, procs: &ProcessTable, pid: u32) {
+    let Some(p) = procs.get(pid).filter(|p| !p.exited) else {
+        return;
+    };
+    unwind.update_process(pid, &p.mappings, |id| {
+        procs.binaries.get(id).map(|b| BinaryRef {
+            path: b.open_path(),
+            build_id: b.build_id.clone(),
+        })
+    });
 }

@@ -5,6 +5,7 @@ mod aggregate;
 mod cmd;
 mod collector;
 mod export;
+mod golang;
 mod metrics;
 mod output;
 mod privileges;

@@ -131,6 +131,9 @@ pub struct ProcessTable {
     pub binaries: Binaries,
     /// Processes that could not be read (gone before we looked).
     pub capture_failures: u64,
+    /// Processes (re)captured since the last [`ProcessTable::take_captured`], for the
+    /// unwind loader.
+    captured: Vec<u32>,
 }
 
 impl ProcessTable {
@@ -179,6 +182,7 @@ impl ProcessTable {
             });
         }
         mappings.sort_by_key(|m| m.start);
+        self.captured.push(pid);
         self.processes.insert(
             pid,
             Process {
@@ -188,6 +192,11 @@ impl ProcessTable {
             },
         );
         true
+    }
+
+    /// Pids captured since the last call.
+    pub fn take_captured(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.captured)
     }
 
     /// Captures `pid` unless already known.
@@ -287,8 +296,13 @@ mod tests {
         let mut table = ProcessTable::default();
         let pid = std::process::id();
         assert!(table.ensure(pid).is_some(), "own process readable");
-        let addr = captures_own_process_and_finds_a_mapping as usize as u64;
-        let m = table.get(pid).unwrap().mapping_for(addr).expect("own code is mapped").clone();
+        let addr = captures_own_process_and_finds_a_mapping as *const () as u64;
+        let m = table
+            .get(pid)
+            .unwrap()
+            .mapping_for(addr)
+            .expect("own code is mapped")
+            .clone();
         let bin = table.binaries.get(m.binary.unwrap()).unwrap();
         assert!(std::fs::metadata(bin.open_path()).is_ok());
         assert!(table.ensure(u32::MAX - 1).is_none());

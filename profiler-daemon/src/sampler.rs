@@ -13,7 +13,10 @@ use aya::{
     util::online_cpus,
     Ebpf, EbpfLoader,
 };
-use profiler_common::{defaults, names, ProcEvent, SampleKey, Stat, STAT_COUNT};
+use profiler_common::{
+    defaults, names, GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat, UserStack,
+    STAT_COUNT,
+};
 
 /// How long a flip of the active buffer waits for programs that already read the old
 /// value. A sample program runs for a few microseconds; this is three orders of margin.
@@ -30,6 +33,10 @@ pub struct SamplerConfig {
     pub include_idle: bool,
     pub counts_entries: u32,
     pub stack_entries: u32,
+    /// Read goroutine pprof labels of Go programs.
+    pub go_labels: bool,
+    /// DWARF unwinding of processes whose binaries have CFI.
+    pub unwind: crate::unwind::UnwindConfig,
 }
 
 impl Default for SamplerConfig {
@@ -40,9 +47,14 @@ impl Default for SamplerConfig {
             include_idle: false,
             counts_entries: defaults::COUNTS_ENTRIES,
             stack_entries: defaults::STACK_ENTRIES,
+            go_labels: true,
+            unwind: Default::default(),
         }
     }
 }
+
+/// Goroutine pprof labels of a sample, sorted by key.
+pub type GoLabelSet = std::sync::Arc<[(std::sync::Arc<str>, std::sync::Arc<str>)]>;
 
 /// One drained count-map entry with its stacks resolved to instruction pointers.
 #[derive(Clone, Debug)]
@@ -53,6 +65,8 @@ pub struct RawSample {
     pub user: Vec<u64>,
     /// Leaf first.
     pub kernel: Vec<u64>,
+    /// Goroutine labels (Go programs inside `pprof.Do`).
+    pub go_labels: Option<GoLabelSet>,
 }
 
 /// Totals of the kernel-side counters, summed over CPUs.
@@ -94,30 +108,51 @@ pub struct Sampler {
     stacks: [StackTraceMap<MapData>; 2],
     active_buffer: Array<MapData, u32>,
     active: u32,
-    pid_filter: Option<HashMap<MapData, u32, u8>>,
+    // The program holds the filter map; kept so its contents can be inspected/extended.
+    _pid_filter: HashMap<MapData, u32, u8>,
     events: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
-    cpus: usize,
+    go_procs: HashMap<MapData, u32, GoOffsets>,
+    go_label_sets: [HashMap<MapData, GoLabelSetKey, GoLabels>; 2],
+    /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
+    pub go_labels_supported: bool,
+    user_stacks: [HashMap<MapData, u64, UserStack>; 2],
 }
 
 impl Sampler {
-    pub fn start(config: &SamplerConfig) -> anyhow::Result<Self> {
+    /// Loads and attaches everything. `before_attach` receives the DWARF unwinder's maps
+    /// (None when it is off) before the perf events start, so processes named up front
+    /// get their unwind tables before their first sample.
+    pub fn start(
+        config: &SamplerConfig,
+        before_attach: impl FnOnce(Option<crate::unwind::BpfUnwindMaps>),
+    ) -> anyhow::Result<Self> {
         crate::privileges::check()?;
         check_frequency(config.frequency)?;
         raise_memlock_limit();
 
         let filter_pids: u8 = u8::from(!config.pids.is_empty());
         let include_idle: u8 = u8::from(config.include_idle);
+        let fsbase_offset: u64 = if config.go_labels {
+            crate::golang::fsbase_offset().unwrap_or_else(|| {
+                log::warn!("no BTF for task_struct.thread.fsbase: Go labels will not be read");
+                0
+            })
+        } else {
+            0
+        };
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_FILTER_PIDS, &filter_pids, true)
-            .override_global(names::GLOBAL_INCLUDE_IDLE, &include_idle, true);
+            .override_global(names::GLOBAL_INCLUDE_IDLE, &include_idle, true)
+            .override_global(names::GLOBAL_FSBASE_OFFSET, &fsbase_offset, true);
         for name in names::COUNTS {
             loader.map_max_entries(name, config.counts_entries);
         }
-        for name in names::STACKS {
+        for name in names::STACKS.iter().chain(&names::USER_STACKS) {
             loader.map_max_entries(name, config.stack_entries);
         }
+        config.unwind.configure(&mut loader);
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF sampler into the kernel failed")?;
@@ -144,6 +179,23 @@ impl Sampler {
         }
         let events = RingBuf::try_from(take(&mut ebpf, names::PROC_EVENTS)?)?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, names::STATS)?)?;
+        let user_stacks = [
+            HashMap::try_from(take(&mut ebpf, names::USER_STACKS[0])?)?,
+            HashMap::try_from(take(&mut ebpf, names::USER_STACKS[1])?)?,
+        ];
+        let unwind_maps = if config.unwind.enabled {
+            Some(crate::unwind::BpfUnwindMaps::take(
+                &mut ebpf,
+                config.unwind.rows(),
+            )?)
+        } else {
+            None
+        };
+        let go_procs = HashMap::try_from(take(&mut ebpf, names::GO_PROCS)?)?;
+        let go_label_sets = [
+            HashMap::try_from(take(&mut ebpf, names::GO_LABEL_SETS[0])?)?,
+            HashMap::try_from(take(&mut ebpf, names::GO_LABEL_SETS[1])?)?,
+        ];
 
         for (prog, name) in [
             (names::PROG_EXEC, "sched_process_exec"),
@@ -167,6 +219,7 @@ impl Sampler {
         program
             .load()
             .context("loading the sampler program failed")?;
+        before_attach(unwind_maps);
         for &cpu in &cpus {
             program
                 .attach(
@@ -184,23 +237,26 @@ impl Sampler {
             stacks,
             active_buffer,
             active: 0,
-            pid_filter: (!config.pids.is_empty()).then_some(pid_filter),
+            _pid_filter: pid_filter,
             events,
             stats,
-            cpus: cpus.len(),
+            go_procs,
+            go_label_sets,
+            go_labels_supported: fsbase_offset != 0,
+            user_stacks,
         })
     }
 
-    pub fn online_cpus(&self) -> usize {
-        self.cpus
+    /// Starts reading goroutine labels in process `tgid`.
+    pub fn set_go_process(&mut self, tgid: u32, offsets: GoOffsets) -> anyhow::Result<()> {
+        self.go_procs
+            .insert(tgid, offsets, 0)
+            .context("the Go process map is full")?;
+        Ok(())
     }
 
-    /// Adds a process to the in-kernel filter (only when started with a filter).
-    pub fn add_pid(&mut self, pid: u32) -> anyhow::Result<()> {
-        if let Some(filter) = &mut self.pid_filter {
-            filter.insert(pid, 1, 0)?;
-        }
-        Ok(())
+    pub fn remove_go_process(&mut self, tgid: u32) {
+        let _ = self.go_procs.remove(&tgid);
     }
 
     /// Swaps buffers and returns everything recorded in the one that was active.
@@ -212,37 +268,63 @@ impl Sampler {
             .context("switching the active sample buffer failed")?;
         thread::sleep(FLIP_GRACE);
 
+        let label_sets = drain_go_label_sets(&mut self.go_label_sets[old]);
         let counts = &mut self.counts[old];
         let stacks = &mut self.stacks[old];
+        let user_stacks = &mut self.user_stacks[old];
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
+        log::trace!("draining {} keys from buffer {old}", keys.len());
         let mut samples = Vec::with_capacity(keys.len());
         for key in keys {
             let Ok(count) = counts.get(&key, 0) else {
                 continue;
             };
             let _ = counts.remove(&key);
-            let frames = |id: i32| -> Vec<u64> {
-                if id < 0 {
-                    return Vec::new();
-                }
+            let mut user = if key.user_stack == 0 {
+                Vec::new()
+            } else {
+                user_stacks
+                    .get(&key.user_stack, 0)
+                    .map(|st| st.ips[..(st.len as usize).min(st.ips.len())].to_vec())
+                    .unwrap_or_default()
+            };
+            // A stack the DWARF unwinder could not finish gets a `[truncated]` root.
+            crate::unwind::mark_truncated(key.flags, &mut user);
+            let kernel = if key.kernel_stack_id < 0 {
+                Vec::new()
+            } else {
                 stacks
-                    .get(&(id as u32), 0)
+                    .get(&(key.kernel_stack_id as u32), 0)
                     .map(|st| st.frames().iter().map(|f| f.ip).collect())
                     .unwrap_or_default()
             };
-            let user = frames(key.user_stack_id);
-            let kernel = frames(key.kernel_stack_id);
+            let go_labels = (key.go_labels != 0)
+                .then(|| {
+                    label_sets.get(&GoLabelSetKey {
+                        tgid: key.tgid,
+                        _pad: 0,
+                        labels_addr: key.go_labels,
+                    })
+                })
+                .flatten()
+                .cloned();
             samples.push(RawSample {
                 key,
                 count,
                 user,
                 kernel,
+                go_labels,
             });
         }
         let ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
         for id in ids {
             let _ = stacks.remove(&id);
         }
+        let hashes: Vec<u64> = user_stacks.keys().filter_map(Result::ok).collect();
+        for hash in hashes {
+            let _ = user_stacks.remove(&hash);
+        }
+        log::trace!("drained {} samples", samples.len());
         Ok(samples)
     }
 
@@ -267,6 +349,35 @@ impl Sampler {
         }
         Ok(totals)
     }
+}
+
+/// Empties a label-set map, decoding each set (keys and values are NUL-terminated).
+fn drain_go_label_sets(
+    map: &mut HashMap<MapData, GoLabelSetKey, GoLabels>,
+) -> std::collections::HashMap<GoLabelSetKey, GoLabelSet> {
+    let keys: Vec<GoLabelSetKey> = map.keys().filter_map(Result::ok).collect();
+    let mut sets = std::collections::HashMap::with_capacity(keys.len());
+    for key in keys {
+        if let Ok(labels) = map.get(&key, 0) {
+            sets.insert(key, decode_go_labels(&labels));
+        }
+        let _ = map.remove(&key);
+    }
+    sets
+}
+
+fn decode_go_labels(labels: &GoLabels) -> GoLabelSet {
+    let text = |b: &[u8]| -> std::sync::Arc<str> {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).as_ref().into()
+    };
+    let n = (labels.count as usize).min(labels.keys.len());
+    let mut pairs: Vec<_> = (0..n)
+        .map(|i| (text(&labels.keys[i]), text(&labels.values[i])))
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    pairs.sort();
+    pairs.into()
 }
 
 fn check_frequency(hz: u64) -> anyhow::Result<()> {

@@ -16,7 +16,11 @@
 fn main() {}
 
 #[cfg(target_arch = "bpf")]
+mod golabels;
+#[cfg(target_arch = "bpf")]
 mod sampler;
+#[cfg(target_arch = "bpf")]
+mod unwinder;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

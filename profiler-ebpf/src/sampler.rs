@@ -2,12 +2,14 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_get_stack},
     macros::{map, perf_event, raw_tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, PerfEventContext, RawTracePointContext},
 };
-use profiler_common::{defaults, proc_event, ProcEvent, SampleKey, Stat, STAT_COUNT};
+use profiler_common::{
+    defaults, proc_event, ProcEvent, SampleKey, Stat, UserStack, MAX_STACK_DEPTH, STAT_COUNT,
+};
 
 const EFAULT: i32 = 14;
 const EEXIST: i32 = 17;
@@ -20,11 +22,18 @@ static FILTER_PIDS: u8 = 0;
 static INCLUDE_IDLE: u8 = 0;
 
 #[map]
-static COUNTS_0: HashMap<SampleKey, u64> =
-    HashMap::with_max_entries(defaults::COUNTS_ENTRIES, 0);
+static COUNTS_0: HashMap<SampleKey, u64> = HashMap::with_max_entries(defaults::COUNTS_ENTRIES, 0);
 #[map]
-static COUNTS_1: HashMap<SampleKey, u64> =
-    HashMap::with_max_entries(defaults::COUNTS_ENTRIES, 0);
+static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(defaults::COUNTS_ENTRIES, 0);
+#[map]
+static USER_STACKS_0: HashMap<u64, UserStack> =
+    HashMap::with_max_entries(defaults::STACK_ENTRIES, 0);
+#[map]
+static USER_STACKS_1: HashMap<u64, UserStack> =
+    HashMap::with_max_entries(defaults::STACK_ENTRIES, 0);
+/// Per-CPU room to copy a frame-pointer user stack into: too big for the BPF stack.
+#[map]
+static STACK_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static STACKS_0: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 #[map]
@@ -77,6 +86,49 @@ fn announce(kind: u32, tgid: u32) {
     }
 }
 
+/// The user stack by frame pointers, copied into per-CPU scratch.
+#[inline(always)]
+fn frame_pointer_stack(ctx: &PerfEventContext) -> Option<&'static UserStack> {
+    let scratch = unsafe { &mut *STACK_SCRATCH.get_ptr_mut(0)? };
+    let bytes = unsafe {
+        bpf_get_stack(
+            ctx.ctx.cast(),
+            scratch.ips.as_mut_ptr().cast(),
+            (MAX_STACK_DEPTH * 8) as u32,
+            BPF_F_USER_STACK as u64,
+        )
+    };
+    if bytes <= 0 {
+        return None;
+    }
+    scratch.len = (bytes as u64 / 8).min(MAX_STACK_DEPTH as u64);
+    Some(scratch)
+}
+
+/// Stores `stack` under a hash of its frames unless already there; returns the hash
+/// (never 0).
+#[inline(always)]
+fn store_user_stack(stack: &UserStack, user_stacks: &HashMap<u64, UserStack>) -> Result<u64, ()> {
+    // FNV-1a over whole words: cheap, and 64 bits make collisions negligible.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..MAX_STACK_DEPTH {
+        if i as u64 >= stack.len {
+            break;
+        }
+        hash = (hash ^ stack.ips[i]).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let hash = (hash ^ stack.len).wrapping_mul(0x0000_0100_0000_01b3) | 1;
+    if unsafe { user_stacks.get(&hash) }.is_none() {
+        match user_stacks.insert(&hash, stack, BPF_NOEXIST as u64) {
+            Ok(()) => {}
+            // Another CPU stored the same stack meanwhile.
+            Err(e) if e == -EEXIST => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(hash)
+}
+
 #[perf_event]
 pub fn kiln_sample(ctx: PerfEventContext) -> u32 {
     let _ = try_sample(&ctx);
@@ -101,24 +153,38 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
 
     let buffer = ACTIVE_BUFFER.get(0).copied().unwrap_or(0) & 1;
-    let (counts, stacks) = if buffer == 0 {
-        (&COUNTS_0, &STACKS_0)
+    let (counts, stacks, user_stacks) = if buffer == 0 {
+        (&COUNTS_0, &STACKS_0, &USER_STACKS_0)
     } else {
-        (&COUNTS_1, &STACKS_1)
+        (&COUNTS_1, &STACKS_1, &USER_STACKS_1)
     };
 
-    let user_stack_id = match ctx.get_stackid(stacks, BPF_F_USER_STACK as u64) {
-        Ok(id) => id as i32,
-        Err(e) => {
-            count(if e == -EEXIST {
-                Stat::UserStackCollision
-            } else if user_mode {
-                Stat::UserStackMissing
-            } else {
-                Stat::NoUserStack
-            });
-            e
+    // Processes with unwind tables: the DWARF unwinder; the others: frame pointers.
+    let mut flags = 0;
+    let user_stack = match crate::unwinder::unwind_user(ctx, tgid, user_mode, count) {
+        Some(Ok((stack, stack_flags))) => {
+            flags = stack_flags;
+            store_user_stack(unsafe { &*stack }, user_stacks).unwrap_or_else(|()| {
+                count(Stat::DwarfStacksFull);
+                0
+            })
         }
+        // No user registers: already counted by the unwinder.
+        Some(Err(())) => 0,
+        None => match frame_pointer_stack(ctx) {
+            Some(stack) => store_user_stack(stack, user_stacks).unwrap_or_else(|()| {
+                count(Stat::UserStacksFull);
+                0
+            }),
+            None => {
+                count(if user_mode {
+                    Stat::UserStackMissing
+                } else {
+                    Stat::NoUserStack
+                });
+                0
+            }
+        },
     };
     let kernel_stack_id = if user_mode {
         -EFAULT
@@ -135,7 +201,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
             }
         }
     };
-    if user_stack_id < 0 && kernel_stack_id < 0 {
+    if user_stack == 0 && kernel_stack_id < 0 {
         count(Stat::NoStack);
         return Ok(());
     }
@@ -143,9 +209,11 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     let key = SampleKey {
         tgid,
         tid,
-        user_stack_id,
+        user_stack,
         kernel_stack_id,
+        flags,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        go_labels: crate::golabels::current_labels(tgid, buffer, count),
     };
     if let Some(p) = counts.get_ptr_mut(&key) {
         add_one(p);

@@ -35,12 +35,11 @@ use aya_ebpf::{
 };
 use profiler_common::{
     unwind::{
-        defaults, row_kind, sigframe, stack_flags, ProcUnwindInfo, UnwindRow,
-        MAX_UNWIND_FRAMES, MAX_UNWIND_MAPPINGS,
+        defaults, row_kind, sigframe, stack_flags, ProcUnwindInfo, UnwindRow, MAX_UNWIND_FRAMES,
+        MAX_UNWIND_MAPPINGS,
     },
     Stat, UserStack,
 };
-
 
 /// Set by the loader: 1 = unwind registered processes with their tables.
 #[no_mangle]
@@ -112,7 +111,11 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     let Some(info) = UNWIND_MAPPINGS.get(walk.slot) else {
         return stop(walk, Stat::UnwindMappingMiss);
     };
-    let pc = if walk.exact != 0 { walk.ip } else { walk.ip.wrapping_sub(1) };
+    let pc = if walk.exact != 0 {
+        walk.ip
+    } else {
+        walk.ip.wrapping_sub(1)
+    };
 
     // Last mapping starting at or below pc.
     // Masking (instead of clamping to a constant) keeps `hi` an unknown scalar to the
@@ -175,7 +178,11 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
         row_kind::CFA_RSP => walk.sp.wrapping_add(row.cfa_offset as u64),
         row_kind::CFA_RBP => walk.bp.wrapping_add(row.cfa_offset as u64),
         row_kind::PLT => {
-            let extra = if (walk.ip & 15) >= (row.rbp_offset as u8) as u64 { 8 } else { 0 };
+            let extra = if (walk.ip & 15) >= (row.rbp_offset as u8) as u64 {
+                8
+            } else {
+                0
+            };
             walk.sp.wrapping_add(row.cfa_offset as u64 + extra)
         }
         row_kind::SIGNAL => return signal_step(walk),

@@ -19,7 +19,13 @@ pub fn workspace_root() -> PathBuf {
 /// The kiln binary under test: `$KILN_BIN`, else the release build, else the debug build.
 pub fn kiln_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("KILN_BIN") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        // Tests run in tests/: a relative path means relative to the workspace.
+        return if p.is_relative() {
+            workspace_root().join(p)
+        } else {
+            p
+        };
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

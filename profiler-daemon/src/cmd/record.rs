@@ -55,6 +55,26 @@ pub struct SamplerTuning {
     #[arg(long, default_value_t = profiler_common::defaults::STACK_ENTRIES, value_name = "N", hide_short_help = true)]
     pub stack_map_entries: u32,
 
+    /// Do not read goroutine pprof labels (pprof.Do) of Go programs.
+    #[arg(long)]
+    pub no_go_labels: bool,
+
+    /// Walk user stacks with frame pointers only (bpf_get_stackid), never with the
+    /// binaries' DWARF unwind tables (.eh_frame). Cheaper; stacks through code built
+    /// without frame pointers (most distribution libraries, -O2 C, Rust release) break.
+    #[arg(long)]
+    pub no_dwarf_unwind: bool,
+
+    /// Kernel memory for DWARF unwind tables, in MiB (preallocated; 8 bytes per row,
+    /// libc needs ~0.4 MiB). Least recently used tables of exited processes are evicted
+    /// first; binaries that still do not fit are unwound with frame pointers.
+    #[arg(long, default_value_t = profiler_common::unwind::defaults::TABLE_BYTES >> 20, value_name = "MIB")]
+    pub unwind_table_mib: u64,
+
+    /// Processes unwound with DWARF tables at once (~4 KiB of kernel memory each).
+    #[arg(long, default_value_t = profiler_common::unwind::defaults::PROCESSES, value_name = "N", hide_short_help = true)]
+    pub unwind_processes: u32,
+
     /// How often samples are moved out of the kernel, in milliseconds.
     #[arg(
         long,
@@ -73,6 +93,12 @@ impl SamplerTuning {
             include_idle: self.include_idle,
             counts_entries: self.counts_map_entries,
             stack_entries: self.stack_map_entries,
+            go_labels: !self.no_go_labels,
+            unwind: crate::unwind::UnwindConfig {
+                enabled: !self.no_dwarf_unwind,
+                table_bytes: self.unwind_table_mib.max(1) << 20,
+                max_processes: self.unwind_processes,
+            },
         }
     }
 }
@@ -136,6 +162,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         eprint!("\r\x1b[2K");
     }
     let stats = collector.sampler_stats()?;
+    for stat in profiler_common::Stat::ALL {
+        log::debug!("{} = {}", stat.name(), stats.get(stat));
+    }
 
     let scope = if args.pids.is_empty() {
         "whole host".to_owned()
@@ -174,6 +203,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         stats.loss_summary(),
     );
+    if let Some(unwind) = collector.unwind_stats() {
+        eprintln!(
+            "kiln: DWARF unwinding: {} stacks; {}",
+            stats.get(profiler_common::Stat::DwarfStacks),
+            unwind.summary()
+        );
+    }
     for path in &args.output {
         eprintln!("kiln: wrote {}", path.display());
     }

@@ -58,7 +58,11 @@ impl UnwindConfig {
             1
         };
         loader
-            .override_global(names::GLOBAL_ENABLED, if self.enabled { &ON } else { &OFF }, true)
+            .override_global(
+                names::GLOBAL_ENABLED,
+                if self.enabled { &ON } else { &OFF },
+                true,
+            )
             .map_max_entries(names::ROWS, self.rows())
             .map_max_entries(names::PROCS, procs)
             .map_max_entries(names::MAPPINGS, procs);

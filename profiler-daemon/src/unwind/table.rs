@@ -18,8 +18,8 @@ use std::{io::Read as _, path::Path};
 
 use anyhow::{bail, Context as _};
 use gimli::{
-    BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian,
-    RegisterRule, UnwindContext, UnwindSection, X86_64,
+    BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, RegisterRule,
+    UnwindContext, UnwindSection, X86_64,
 };
 use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 use profiler_common::unwind::{row_kind, UnwindRow};
@@ -55,6 +55,7 @@ pub struct UnwindTable {
     pub base: u64,
     pub rows: Vec<UnwindRow>,
     pub segments: Vec<Segment>,
+    #[cfg_attr(not(test), allow(dead_code))] // read by tests and the table-size bench
     pub stats: TableStats,
 }
 
@@ -66,11 +67,13 @@ impl UnwindTable {
 
     /// The bias for a mapping of this binary at `start` from file offset `file_offset`
     /// (row pc = address - bias), or None if no executable segment holds that offset.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn bias_for(&self, start: u64, file_offset: u64) -> Option<u64> {
         bias(self.base, &self.segments, start, file_offset)
     }
 
     /// The row that applies at virtual address `vaddr` (for tests and tools).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn lookup(&self, vaddr: u64) -> Option<&UnwindRow> {
         let rel = u32::try_from(vaddr.checked_sub(self.base)?).ok()?;
         let i = self.rows.partition_point(|r| r.pc <= rel);
@@ -171,8 +174,8 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
             bases = bases.set_got(a);
         }
         let eh = EhFrame::new(data, LittleEndian);
-        stats.eh_frame_fdes = collect(&eh, &bases, 0, &mut fdes, &mut stats)
-            .context("parsing .eh_frame")?;
+        stats.eh_frame_fdes =
+            collect(&eh, &bases, 0, &mut fdes, &mut stats).context("parsing .eh_frame")?;
     }
     if let Some(section) = obj.section_by_name(".debug_frame") {
         let data = section_bytes(&section).context("reading .debug_frame")?;

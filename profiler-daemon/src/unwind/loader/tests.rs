@@ -98,11 +98,17 @@ const ROWS: &[u32] = &[100, 50, 0, 400];
 #[test]
 fn tables_are_shared_and_bias_maps_to_row_pcs() {
     let mut l = loader(1000, 8);
-    let maps = [mapping(0x7f00_0000_1000, Some(0)), mapping(0x7f10_0000_1000, Some(1))];
+    let maps = [
+        mapping(0x7f00_0000_1000, Some(0)),
+        mapping(0x7f10_0000_1000, Some(1)),
+    ];
     assert!(l.update_process(10, &maps, resolver(ROWS)));
     assert!(l.update_process(11, &maps[..1], resolver(ROWS)));
     let s = l.stats();
-    assert_eq!((s.tables, s.rows_used, s.compiled, s.processes), (2, 150, 2, 2));
+    assert_eq!(
+        (s.tables, s.rows_used, s.compiled, s.processes),
+        (2, 150, 2, 2)
+    );
     let (_, info) = l.maps.procs[&10];
     assert_eq!(info.len, 2);
     let m = info.mappings[0];
@@ -115,13 +121,24 @@ fn tables_are_shared_and_bias_maps_to_row_pcs() {
 #[test]
 fn processes_without_tables_stay_on_the_frame_pointer_path() {
     let mut l = loader(1000, 8);
-    assert!(!l.update_process(10, &[mapping(0x1000, Some(2)), mapping(0x9000, None)], resolver(ROWS)));
+    assert!(!l.update_process(
+        10,
+        &[mapping(0x1000, Some(2)), mapping(0x9000, None)],
+        resolver(ROWS)
+    ));
     assert!(l.maps.procs.is_empty());
     assert_eq!(l.stats().binaries_without_cfi, 1);
     // A mapping without a table in an unwound process is kept with table_len 0 (FP).
-    assert!(l.update_process(10, &[mapping(0x1000, Some(2)), mapping(0x20_0000, Some(0))], resolver(ROWS)));
+    assert!(l.update_process(
+        10,
+        &[mapping(0x1000, Some(2)), mapping(0x20_0000, Some(0))],
+        resolver(ROWS)
+    ));
     let info = l.maps.procs[&10].1;
-    assert_eq!((info.mappings[0].table_len, info.mappings[1].table_len), (0, 100));
+    assert_eq!(
+        (info.mappings[0].table_len, info.mappings[1].table_len),
+        (0, 100)
+    );
 }
 
 #[test]
@@ -145,12 +162,12 @@ fn exit_releases_references_and_space_is_reused_lru() {
 fn a_table_over_the_cap_falls_back_and_is_retried_later() {
     let mut l = loader(450, 8);
     assert!(l.update_process(10, &[mapping(0x1000, Some(0))], resolver(ROWS))); // 100
-    // 400 rows do not fit next to a referenced 100-row table.
+                                                                                // 400 rows do not fit next to a referenced 100-row table.
     assert!(!l.update_process(11, &[mapping(0x1000, Some(3))], resolver(ROWS)));
     assert_eq!(l.stats().over_cap, 1);
     l.remove_process(10);
     l.forget_binary(0); // has a build id: stays cached but unreferenced
-    // Binary 3 is retried now that references dropped: binary 0's table is evicted.
+                        // Binary 3 is retried now that references dropped: binary 0's table is evicted.
     assert!(l.update_process(11, &[mapping(0x1000, Some(3))], resolver(ROWS)));
     let s = l.stats();
     assert_eq!((s.rows_used, s.evicted, s.compiled), (400, 1, 3));
@@ -210,7 +227,7 @@ fn real_libc_table_through_the_loader() {
         })
     }));
     let info = l.maps.procs[&pid].1;
-    let addr = libc::getpid as usize as u64;
+    let addr = libc::getpid as *const () as u64;
     let m = info.mappings[..info.len as usize]
         .iter()
         .find(|m| m.start <= addr && addr < m.end)
@@ -218,6 +235,9 @@ fn real_libc_table_through_the_loader() {
     assert!(m.table_len > 1000);
     let rel = addr.wrapping_sub(m.bias);
     let rows = &l.maps.rows[m.table_start as usize..(m.table_start + m.table_len) as usize];
-    assert!(rel < u64::from(rows.last().unwrap().pc), "{rel:#x} inside the table");
+    assert!(
+        rel < u64::from(rows.last().unwrap().pc),
+        "{rel:#x} inside the table"
+    );
     assert!(rel >= u64::from(rows[0].pc));
 }

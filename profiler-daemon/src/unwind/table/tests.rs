@@ -201,7 +201,9 @@ fn optimized_c_binary_agrees_with_readelf() {
     let exe = build(
         dir.path(),
         "t",
-        Command::new("gcc").args(["-O2", "-fomit-frame-pointer", "-g"]).arg(&src),
+        Command::new("gcc")
+            .args(["-O2", "-fomit-frame-pointer", "-g"])
+            .arg(&src),
     );
     let table = assert_agrees(&exe, 10);
     // alloca forces an rbp-based CFA with rbp saved at CFA-16.
@@ -299,9 +301,23 @@ fn a_file_without_cfi_has_no_table() {
     let exe = build(
         dir.path(),
         "n",
-        Command::new("gcc").args(["-O2", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-nostartfiles", "-e", "main", "-static-pie", "-nostdlib"]).arg(&src),
+        Command::new("gcc")
+            .args([
+                "-O2",
+                "-fno-asynchronous-unwind-tables",
+                "-fno-unwind-tables",
+                "-nostartfiles",
+                "-e",
+                "main",
+                "-static-pie",
+                "-nostdlib",
+            ])
+            .arg(&src),
     );
-    let _ = Command::new("objcopy").args(["-R", ".eh_frame", "-R", ".eh_frame_hdr"]).arg(&exe).status();
+    let _ = Command::new("objcopy")
+        .args(["-R", ".eh_frame", "-R", ".eh_frame_hdr"])
+        .arg(&exe)
+        .status();
     assert!(compile_file(&exe).unwrap().is_none());
 }
 
@@ -334,7 +350,11 @@ fn unwind_table_sizes() {
                 t.bytes() as f64 / 1024.0,
                 took.as_secs_f64() * 1e3
             ),
-            None => eprintln!("{}: no CFI ({:.1} ms)", path.display(), took.as_secs_f64() * 1e3),
+            None => eprintln!(
+                "{}: no CFI ({:.1} ms)",
+                path.display(),
+                took.as_secs_f64() * 1e3
+            ),
         }
     }
 }
