@@ -1,0 +1,132 @@
+//! `kiln agent` end to end (root, real eBPF): a burst of hundreds of short-lived processes,
+//! each burning ~40 ms of CPU in a known function and exiting, is labeled (container id,
+//! env label) and symbolized: the function shows up under their labels, for nearly all of
+//! them.
+
+#[path = "../src/agent_support.rs"]
+mod agent_support;
+
+use std::{collections::HashSet, time::Duration};
+
+use agent_support::*;
+
+const PROCESSES: usize = 300;
+const BURN_MS: u32 = 40;
+
+#[test]
+fn agent_labels_and_symbolizes_short_lived_processes() {
+    if skip_unless_root("agent_labels_and_symbolizes_short_lived_processes") {
+        return;
+    }
+    if !CgroupTree::available(UNIFIED) {
+        eprintln!("SKIP: no cgroup v2 hierarchy at {UNIFIED}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exe = build_workload("agent_burn", tmp.path());
+    let tok = token();
+    let id = random_container_id();
+    let out = tmp.path().join("profiles");
+    let mut tree = CgroupTree::new(UNIFIED);
+    let cg = tree.create(&format!("system.slice/docker-{id}.scope"));
+    // Rules from a separate file (--relabel-config): only this test's processes.
+    let rules = write_file(
+        tmp.path(),
+        "rules.toml",
+        &format!(
+            "[[relabel_configs]]\nsource_labels = [\"__meta_env_var_KILN_TEST\"]\nregex = \"{tok}\"\naction = \"keep\"\n"
+        ),
+    );
+
+    let agent = Agent::start(
+        &[
+            "--env-label",
+            "REGION=region",
+            "--env-label",
+            "KILN_TEST=kiln_test",
+            "--relabel-config",
+            rules.to_str().unwrap(),
+            "--collect-interval",
+            "2",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let region = format!("burst-{tok}");
+    let burst = spawn_in_cgroups(
+        &exe,
+        &["burst", &PROCESSES.to_string(), &BURN_MS.to_string(), "2"],
+        &[
+            ("REGION", region.as_str()),
+            ("SECRET", SECRET_VALUE),
+            ("KILN_TEST", tok.as_str()),
+        ],
+        &[cg.as_path()],
+    );
+    let report = burst.wait_success(Duration::from_secs(120));
+    assert_eq!(
+        report.trim(),
+        format!("{PROCESSES} 0"),
+        "burst driver report"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = agent.metrics();
+    let (status, log) = agent.stop(Duration::from_secs(20));
+    assert!(status.success(), "agent exit {status}:\n{log}");
+
+    let files = read_output_dir(&out);
+    let mut pids = HashSet::new();
+    let mut samples = 0i64;
+    for (path, e) in &files {
+        assert_eq!(
+            e.label("kiln_test"),
+            Some(tok.as_str()),
+            "{}",
+            path.display()
+        );
+        assert_no_secret(&path.display().to_string(), &e.raw, SECRET_VALUE);
+        let by_pid = e.samples_in("kiln_agent_burn_short", "pid");
+        if by_pid.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            e.label("container_id"),
+            Some(id.as_str()),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            e.label("region"),
+            Some(region.as_str()),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            e.label("service_name"),
+            Some("agent_burn"),
+            "{}",
+            path.display()
+        );
+        for (pid, n) in by_pid {
+            pids.insert(pid);
+            samples += n;
+        }
+    }
+    let expected = PROCESSES as f64 * f64::from(BURN_MS) / 1000.0 * 97.0;
+    eprintln!(
+        "short-lived: {} of {PROCESSES} processes labeled and symbolized, {samples} samples (~{expected:.0} expected); unlabeled samples host-wide: {}",
+        pids.len(),
+        metric(&metrics, "kiln_samples_unlabeled_total", &[])
+    );
+    assert!(
+        pids.len() as f64 >= 0.8 * PROCESSES as f64,
+        "only {} of {PROCESSES} short-lived processes appear labeled with kiln_agent_burn_short",
+        pids.len()
+    );
+    assert!(
+        samples as f64 >= 0.6 * expected,
+        "only {samples} samples of kiln_agent_burn_short, expected ~{expected:.0}"
+    );
+    drop(tree);
+}
