@@ -40,6 +40,11 @@ enum Command {
     /// pushed to a server and/or written as pprof files, until SIGINT/SIGTERM.
     #[command(after_help = cmd::agent::AGENT_AFTER_HELP)]
     Agent(Box<cmd::agent::AgentArgs>),
+    /// Profile this host, store locally and serve the web UI, in one process.
+    #[command(after_help = cmd::run::RUN_AFTER_HELP)]
+    Run(Box<cmd::run::RunArgs>),
+    /// Serve the profile store: Pyroscope-compatible push and query API and the web UI.
+    Server(Box<cmd::server::ServerArgs>),
     /// Show the labels the agent would attach to each process (no eBPF needed).
     #[command(after_help = cmd::targets::TARGETS_AFTER_HELP)]
     Targets(cmd::targets::TargetsArgs),
@@ -54,6 +59,8 @@ fn main() {
         Command::Record(args) => cmd::record::run(args),
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Targets(args) => cmd::targets::run(args),
+        Command::Run(args) => cmd::run::run(*args),
+        Command::Server(args) => cmd::server::run(*args),
     };
     if let Err(e) = result {
         eprintln!("kiln: error: {e:#}");

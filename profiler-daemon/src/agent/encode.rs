@@ -86,7 +86,8 @@ pub fn encode(w: &WindowData, opts: &EncodeOptions) -> Batch {
             .detailed
             .then(|| kiln_proto::gzip::compress(&profile.encode_to_vec()));
         let compact = opts.compact.then(|| {
-            let p = compact(profile, &opts.compact_sample_labels);
+            let series: Vec<&str> = extra.iter().map(|(k, _)| *k).collect();
+            let p = compact(profile, &opts.compact_sample_labels, &series);
             kiln_proto::gzip::compress(&p.encode_to_vec())
         });
         series.push(SeriesProfile {
@@ -106,19 +107,25 @@ pub fn encode(w: &WindowData, opts: &EncodeOptions) -> Batch {
     }
 }
 
-/// Keeps only the sample labels named in `keep` and merges samples that become equal.
-pub fn compact(mut p: Profile, keep: &[String]) -> Profile {
-    let keep_idx: HashSet<i64> = p
+/// Drops the per-process sample labels (pid, process, thread) not named in `keep` and
+/// merges samples that become equal. Other sample labels (goroutine labels of Go
+/// programs, i.e. dynamic tags) are kept.
+/// `series` names the series labels, which the detailed flavor repeats as sample labels.
+pub fn compact(mut p: Profile, keep: &[String], series: &[&str]) -> Profile {
+    let drop_idx: HashSet<i64> = p
         .string_table
         .iter()
         .enumerate()
-        .filter(|(_, s)| keep.iter().any(|k| k == *s))
+        .filter(|(_, s)| {
+            (OWN_SAMPLE_LABELS.contains(&s.as_str()) && !keep.iter().any(|k| k == *s))
+                || series.contains(&s.as_str())
+        })
         .map(|(i, _)| i as i64)
         .collect();
     let mut merged: HashMap<(Vec<u64>, Vec<Label>), usize> = HashMap::new();
     let mut out: Vec<Sample> = Vec::with_capacity(p.sample.len());
     for mut s in std::mem::take(&mut p.sample) {
-        s.label.retain(|l| keep_idx.contains(&l.key));
+        s.label.retain(|l| !drop_idx.contains(&l.key));
         let key = (s.location_id.clone(), s.label.clone());
         match merged.get(&key) {
             Some(&i) => {
@@ -153,16 +160,21 @@ mod tests {
                 line: 0,
             }],
         );
-        b.add_sample(&[loc], &[2], &[("pid", "1"), ("thread", "a")]);
-        b.add_sample(&[loc], &[3], &[("pid", "2"), ("thread", "a")]);
-        b.add_sample(&[loc], &[5], &[("pid", "3"), ("thread", "b")]);
+        let series = [("region", "eu")];
+        b.add_sample(&[loc], &[2], &[("pid", "1"), ("thread", "a"), series[0]]);
+        b.add_sample(&[loc], &[3], &[("pid", "2"), ("thread", "a"), series[0]]);
+        b.add_sample(&[loc], &[5], &[("pid", "3"), ("thread", "b"), series[0]]);
+        // A goroutine label: a dynamic tag that must survive.
+        b.add_sample(&[loc], &[7], &[("pid", "3"), ("vehicle", "car"), series[0]]);
         let p = b.build();
-        let c = compact(p.clone(), &[]);
-        assert_eq!(c.sample.len(), 1);
+        let c = compact(p.clone(), &[], &["region"]);
+        assert_eq!(c.sample.len(), 2);
         assert_eq!(c.sample[0].value, vec![10]);
         assert!(c.sample[0].label.is_empty());
-        let c = compact(p, &["thread".to_owned()]);
-        assert_eq!(c.sample.len(), 2);
+        assert_eq!(c.sample[1].label.len(), 1);
+        assert_eq!(c.string(c.sample[1].label[0].key), "vehicle");
+        let c = compact(p, &["thread".to_owned()], &["region"]);
+        assert_eq!(c.sample.len(), 3);
         kiln_proto::validate(&c).expect("still valid");
     }
 }

@@ -56,6 +56,8 @@ pub struct Settings {
     pub sampler: SamplerTuning,
     /// The merged configuration (labels, relabel rules).
     pub config: AgentConfig,
+    /// Sinks set up by the caller (`kiln run` adds the embedded store).
+    pub extra_sinks: Vec<Arc<dyn Sink>>,
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -89,6 +91,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(dir) = &settings.output_dir {
         sinks.push(Arc::new(DirSink::new(dir)?));
     }
+    sinks.extend(settings.extra_sinks.iter().cloned());
 
     let sampler_config = settings
         .sampler

@@ -322,6 +322,7 @@ impl AgentArgs {
             shutdown_timeout: self.shutdown_timeout,
             sampler: self.sampler.clone(),
             config,
+            extra_sinks: Vec::new(),
         })
     }
 }

@@ -1,3 +1,5 @@
 pub mod agent;
 pub mod record;
+pub mod run;
+pub mod server;
 pub mod targets;

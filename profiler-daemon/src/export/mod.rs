@@ -13,6 +13,7 @@
 pub mod dir;
 pub mod push;
 pub mod queue;
+pub mod store;
 
 use std::{
     future::Future,
@@ -533,5 +534,11 @@ mod tests {
             .sum();
         assert_eq!(dropped, 3, "every window is accounted for");
         assert_eq!(stats.windows_exported.load(Relaxed), 0);
+    }
+}
+
+impl std::fmt::Debug for dyn Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.destination())
     }
 }
