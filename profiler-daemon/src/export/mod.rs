@@ -362,6 +362,12 @@ async fn deliver(
     }
 }
 
+impl std::fmt::Debug for dyn Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.destination())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,11 +540,5 @@ mod tests {
             .sum();
         assert_eq!(dropped, 3, "every window is accounted for");
         assert_eq!(stats.windows_exported.load(Relaxed), 0);
-    }
-}
-
-impl std::fmt::Debug for dyn Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.kind(), self.destination())
     }
 }
