@@ -50,7 +50,8 @@ enum Task {
         #[arg(last = true)]
         kiln_args: Vec<String>,
     },
-    /// Set up, build, and run Kiln on this host (`kiln run`); extra args go to kiln.
+    /// Set up, build, and run Kiln on this host (`kiln run`: profile, store, serve the UI
+    /// on http://127.0.0.1:4040); extra args after `--` go to `kiln run`.
     Run {
         #[arg(last = true)]
         kiln_args: Vec<String>,
