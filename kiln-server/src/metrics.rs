@@ -23,7 +23,10 @@ struct Histogram {
 pub struct Metrics {
     pub pushed_profiles: AtomicU64,
     pub pushed_samples: AtomicU64,
+    /// Requests to `/push.v1.PusherService/Push`.
     pub push_requests: AtomicU64,
+    /// Requests to the legacy `/ingest`.
+    pub ingest_requests: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     queries: Mutex<BTreeMap<&'static str, Histogram>>,
 }
@@ -59,14 +62,15 @@ impl Metrics {
 
     pub fn render(&self, store: &StoreStats) -> String {
         let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP kiln_push_requests_total Push requests received, by endpoint.\n# TYPE kiln_push_requests_total counter\nkiln_push_requests_total{{endpoint=\"push\"}} {}\nkiln_push_requests_total{{endpoint=\"ingest\"}} {}",
+            self.push_requests.load(Ordering::Relaxed),
+            self.ingest_requests.load(Ordering::Relaxed)
+        );
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter(
-            "kiln_push_requests_total",
-            "Push and ingest requests received.",
-            self.push_requests.load(Ordering::Relaxed),
-        );
         counter(
             "kiln_ingested_profiles_total",
             "Profiles stored (acknowledged) by this process.",

@@ -213,7 +213,7 @@ pub async fn ingest(
     req: Request,
 ) -> Response {
     st.metrics
-        .push_requests
+        .ingest_requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match ingest_inner(&st, params, req).await {
         Ok(()) => StatusCode::OK.into_response(),

@@ -87,7 +87,13 @@ pub async fn render_diff(State(st): State<AppState>, Query(p): Query<Params>) ->
 pub async fn group_totals(State(st): State<AppState>, Query(p): Query<Params>) -> Response {
     let r = async {
         let query = query_param(&p, &["query"])?.to_owned();
-        let group_by = query_param(&p, &["groupBy"])?.to_owned();
+        let group_by = p
+            .get("groupBy")
+            .filter(|g| !g.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_param", "missing ?groupBy=<label name>")
+            })?;
         let (from, until) = time_range(&p, "from", "until", "now-1h")?;
         let step = param_step(&p)?;
         run_query(&st, "group_totals", move |s| {
