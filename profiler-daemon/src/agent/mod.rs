@@ -92,6 +92,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         sinks.push(Arc::new(DirSink::new(dir)?));
     }
     sinks.extend(settings.extra_sinks.iter().cloned());
+    if sinks.is_empty() {
+        log::warn!(
+            "no exporter configured (--push-url, --output-dir): profiles are collected and counted but go nowhere"
+        );
+    }
 
     let sampler_config = settings
         .sampler

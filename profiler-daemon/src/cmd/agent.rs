@@ -296,11 +296,7 @@ impl AgentArgs {
                     .unwrap_or_else(|| ([127, 0, 0, 1], 9464).into()),
             ),
         };
-        if push_urls.is_empty() && config.exporters.output_dir.is_none() {
-            log::warn!(
-                "no exporter configured (--push-url, --output-dir): profiles are collected and counted but go nowhere"
-            );
-        }
+
         Ok(crate::agent::Settings {
             frequency: config.frequency_or_default(),
             collect_interval: config.collect_interval_or_default(),

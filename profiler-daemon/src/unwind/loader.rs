@@ -193,6 +193,11 @@ impl<M: UnwindMaps> UnwindLoader<M> {
             slot.bias = bias;
             slot.table_start = t.start;
             slot.table_len = t.len;
+            // Pin it now: compiling a later mapping's table may evict unreferenced ones.
+            if let Some(t) = self.tables.get_mut(&key) {
+                t.refs += 1;
+                t.last_used = self.tick;
+            }
             keys.push(key);
         }
         info.len = mappings.len().min(MAX_UNWIND_MAPPINGS) as u32;
@@ -210,6 +215,7 @@ impl<M: UnwindMaps> UnwindLoader<M> {
                 }
                 None => {
                     self.stats.slots_full += 1;
+                    self.unref(&keys);
                     return false;
                 }
             },
@@ -219,12 +225,8 @@ impl<M: UnwindMaps> UnwindLoader<M> {
             if !self.procs.contains_key(&pid) {
                 self.free_slots.push(slot);
             }
+            self.unref(&keys);
             return false;
-        }
-        for key in &keys {
-            let t = self.tables.get_mut(key).expect("table just resolved");
-            t.refs += 1;
-            t.last_used = self.tick;
         }
         let old = self.procs.insert(pid, ProcEntry { slot, tables: keys });
         if let Some(old) = old {

@@ -241,3 +241,21 @@ fn real_libc_table_through_the_loader() {
     );
     assert!(rel >= u64::from(rows[0].pc));
 }
+
+#[test]
+fn a_table_resolved_for_a_process_is_not_evicted_by_its_next_mapping() {
+    // 450 rows: binary 0 (100) fits, binary 3 (400) only if binary 0 were evicted. It is
+    // in use by the process being registered, so binary 3 falls back to frame pointers.
+    let mut l = loader(450, 8);
+    assert!(l.update_process(
+        10,
+        &[mapping(0x1000, Some(0)), mapping(0x20_0000, Some(3))],
+        resolver(ROWS)
+    ));
+    let info = l.maps.procs[&10].1;
+    assert_eq!(
+        (info.mappings[0].table_len, info.mappings[1].table_len),
+        (100, 0)
+    );
+    assert_eq!(l.stats().over_cap, 1);
+}
