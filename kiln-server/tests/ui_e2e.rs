@@ -49,7 +49,10 @@ fn ui_end_to_end() {
     let ui = root.join("ui");
     for (what, path) in [
         ("the built UI (ui/dist)", ui.join("dist/index.html")),
-        ("the UI's node modules (ui/node_modules)", ui.join("node_modules")),
+        (
+            "the UI's node modules (ui/node_modules)",
+            ui.join("node_modules"),
+        ),
         ("the UI e2e script (ui/e2e/run.mjs)", ui.join("e2e/run.mjs")),
     ] {
         assert!(
@@ -62,11 +65,15 @@ fn ui_end_to_end() {
         kiln_server::ui_assets::ui_built(),
         "kiln-server was compiled before ui/dist existed: rebuild it (cargo xtask setup builds the UI first)"
     );
-    let node_ok = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(node_ok, "node is required (cargo xtask setup installs it)");
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(kiln_store::Store::open(dir.path(), kiln_store::StoreOptions::default()).unwrap());
+    let store =
+        Arc::new(kiln_store::Store::open(dir.path(), kiln_store::StoreOptions::default()).unwrap());
     let now = kiln_store::now_nanos() / S;
     let (from, until) = (now - 3600, now - 60);
     seed(&store, from, until);
@@ -102,6 +109,10 @@ fn ui_end_to_end() {
         "ui/e2e/run.mjs failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    let last = stdout.lines().rev().find(|l| l.contains("passed")).unwrap_or("");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("passed"))
+        .unwrap_or("");
     assert!(last.contains(" 0 failed"), "{last}");
 }

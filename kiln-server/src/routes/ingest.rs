@@ -173,6 +173,27 @@ fn lines_entries(text: &str) -> impl Iterator<Item = Result<(Vec<&str>, i64), Ap
     })
 }
 
+/// Builds a profile from a legacy text body: `format` is `folded` or `lines`.
+pub fn text_profile(
+    format: &str,
+    text: &str,
+    units: &str,
+    suffix: &str,
+    sample_rate: i64,
+    max_depth: usize,
+) -> Result<Profile, ApiError> {
+    match format {
+        "folded" => {
+            profile_from_stacks(folded_entries(text), units, suffix, sample_rate, max_depth)
+        }
+        "lines" => profile_from_stacks(lines_entries(text), units, suffix, sample_rate, max_depth),
+        other => Err(ApiError::bad_request(
+            "unsupported_format",
+            format!("format {other:?} is not supported: use folded, lines or pprof"),
+        )),
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 struct SampleTypeConfig {
     #[serde(rename = "display-name", default)]
@@ -315,11 +336,7 @@ async fn ingest_inner(st: &AppState, p: Params, req: Request) -> Result<(), ApiE
                 let text = std::str::from_utf8(&raw).map_err(|_| {
                     ApiError::bad_request("invalid_folded", "body is not UTF-8 text")
                 })?;
-                if format == "folded" {
-                    profile_from_stacks(folded_entries(text), units, &suffix, sample_rate, depth)?
-                } else {
-                    profile_from_stacks(lines_entries(text), units, &suffix, sample_rate, depth)?
-                }
+                text_profile(format, text, units, &suffix, sample_rate, depth)?
             }
             other => {
                 return Err(ApiError::bad_request(
@@ -362,6 +379,23 @@ async fn ingest_inner(st: &AppState, p: Params, req: Request) -> Result<(), ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn text_bodies_never_panic(text in "[a-z;_ 0-9\\-\n]{0,200}", units in "(samples|objects|bytes|x)") {
+            for format in ["folded", "lines"] {
+                if let Ok(p) = text_profile(format, &text, &units, "cpu", 100, 5) {
+                    prop_assert!(kiln_proto::validate(&p).is_ok());
+                }
+            }
+        }
+
+        #[test]
+        fn app_names_never_panic(name in "\\PC{0,40}") {
+            let _ = parse_app_name(&name);
+        }
+    }
 
     #[test]
     fn app_names() {
