@@ -2,6 +2,7 @@
 // tooltip, inverted mode (sandwich callers), PNG/SVG export and a debug listing of drawn nodes.
 import { diffClass, diffColor, diffPercent, layoutDiff, type DiffMode } from '../lib/diff';
 import { formatValue, pct, type FlameData, type FlameNode } from '../lib/flamebearer';
+import { valueUnit } from '../lib/units';
 import { FADED, nameColor } from '../lib/colors';
 import { registerGraph, unregisterGraph } from './debug';
 
@@ -386,8 +387,10 @@ export class FlameGraph {
       return [title, table, change, hint];
     }
     const root = d.levels[0][0].total || 1;
-    row('Total', formatValue(n.total, d), pct(n.total, root), `${n.total} samples`);
-    row('Self', formatValue(n.self, d), pct(n.self, root), `${n.self} samples`);
+    const counts = valueUnit(d).sampleCount;
+    const n_ = (v: number) => (counts ? `${v.toLocaleString()} samples` : '');
+    row('Total', formatValue(n.total, d), pct(n.total, root), n_(n.total));
+    row('Self', formatValue(n.self, d), pct(n.self, root), n_(n.self));
     const hint = document.createElement('div');
     hint.className = 'fg-tip-hint';
     hint.textContent = this.opts.onFunctionMenu ? 'Click to zoom · right-click for sandwich view' : 'Click to zoom';

@@ -8,6 +8,7 @@ import { exportMenu } from '../exportmenu';
 import { FlameGraph } from '../flamegraph';
 import { getState, navigate } from '../store';
 import { track } from '../track';
+import { summaryParts, valueUnit } from '../../lib/units';
 import { comparePresets, SidePicker, sideRanges, type Side } from './sides';
 
 export class CompareView {
@@ -75,7 +76,8 @@ export class CompareView {
       this.profiles[side] = p;
       const data = decodeSingle(p.flamebearer, p.metadata);
       this.graphs[side].setData(data);
-      this.status[side].textContent = `${data.numTicks.toLocaleString()} samples · ${query}`;
+      this.status[side].textContent = [...summaryParts(data.numTicks, valueUnit(p.metadata, getState().profileType)), query].join(' · ');
+      this.status[side].title = this.status[side].textContent;
       this.loaded[side] = true;
       if (this.loaded.left && this.loaded.right) this.el.dataset.state = 'ready';
       debug.renders++;

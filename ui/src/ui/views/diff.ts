@@ -8,6 +8,7 @@ import { exportMenu } from '../exportmenu';
 import { FlameGraph } from '../flamegraph';
 import { getState, navigate } from '../store';
 import { track } from '../track';
+import { summaryParts, valueUnit } from '../../lib/units';
 import { comparePresets, SidePicker, sideRanges, type Side } from './sides';
 
 export class DiffView {
@@ -83,7 +84,8 @@ export class DiffView {
       if (gen !== this.gen) return;
       this.profile = p;
       this.graph.setData(decodeDouble(p));
-      this.status.textContent = `left ${p.leftTicks.toLocaleString()} samples · right ${p.rightTicks.toLocaleString()} samples`;
+      const unit = valueUnit(p.metadata, getState().profileType);
+      this.status.textContent = `left ${summaryParts(p.leftTicks, unit).join(', ')} · right ${summaryParts(p.rightTicks, unit).join(', ')}`;
       this.el.dataset.state = 'ready';
       debug.renders++;
     } catch (e) {

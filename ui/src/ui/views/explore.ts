@@ -9,6 +9,7 @@ import { errorBox, h } from '../dom';
 import { navigate } from '../store';
 import { TimelineChart } from '../timeline';
 import { track } from '../track';
+import { axisCaption, formatAmount, formatRate, metaForType, timelineFactor, valueUnit, type ValueUnit } from '../../lib/units';
 
 export class ExploreView {
   readonly el: HTMLElement;
@@ -25,7 +26,7 @@ export class ExploreView {
     this.content = h('div', { class: 'explore-content' });
     this.el = h('section', { class: 'view explore', testid: 'view-explore' },
       h('div', { class: 'card' }, h('div', { class: 'row' }, h('strong', {}, 'Group by '), this.labels)),
-      h('div', { class: 'card' }, this.timeline.el, h('div', { class: 'hint muted small' }, 'Each value’s CPU over time. Drag to zoom in time.')),
+      h('div', { class: 'card' }, this.timeline.el, h('div', { class: 'hint muted small' }, 'Each value over time. Drag to zoom in time.')),
       this.content,
     );
   }
@@ -67,9 +68,15 @@ export class ExploreView {
     const gen = ++this.gen;
     this.el.dataset.state = 'loading';
     try {
-      const g = await track(api.groupTotals(stateQuery(s), s.from, s.until, s.groupBy));
+      // Group totals carry no units: they follow from the profile type, except a sample count's
+      // rate (its sampling frequency), which a tiny render response tells.
+      const m = metaForType(s.profileType);
+      const [g, meta] = await Promise.all([
+        track(api.groupTotals(stateQuery(s), s.from, s.until, s.groupBy)),
+        m.exact ? Promise.resolve(m) : track(api.render(stateQuery(s), s.from, s.until, 1)).then((p) => p.metadata, () => m),
+      ]);
       if (gen !== this.gen) return;
-      this.render(s, g);
+      this.render(s, g, valueUnit(meta, s.profileType));
       this.el.dataset.state = 'ready';
       debug.renders++;
     } catch (e) {
@@ -79,12 +86,12 @@ export class ExploreView {
     }
   }
 
-  private render(s: AppState, g: GroupTotals): void {
+  private render(s: AppState, g: GroupTotals, unit: ValueUnit): void {
     const empty = { startTime: parseTime(s.from), samples: [] as number[], durationDelta: 10 };
     const groups = (g.groups ?? []).map((x) => ({ ...x, timeline: x.timeline ?? empty })).sort((a, b) => b.total - a.total);
     const color = (i: number) => SERIES[i % SERIES.length];
     const label = (v: string) => (v === '' ? '(no value)' : v);
-    this.timeline.setData(groups.map((gr, i) => ({ label: label(gr.value), timeline: gr.timeline, color: color(i) })), [parseTime(s.from), parseTime(s.until)]);
+    this.timeline.setData(groups.map((gr, i) => ({ label: label(gr.value), timeline: gr.timeline, color: color(i) })), [parseTime(s.from), parseTime(s.until)], [], unit);
     const max = Math.max(1, ...groups.map((x) => x.total));
     const filter = (v: string) => {
       const matchers = s.matchers.filter((m) => m.name !== s.groupBy);
@@ -102,14 +109,15 @@ export class ExploreView {
     );
     const tbody = h('tbody', {});
     groups.forEach((gr, i) => {
-      const secs = gr.timeline.samples.length ? gr.timeline.samples : [0];
-      const avg = secs.reduce((a, b) => a + b, 0) / secs.length;
+      const pts = gr.timeline.samples.length ? gr.timeline.samples : [0];
+      const f = timelineFactor(unit, gr.timeline.durationDelta);
+      const avg = (f * pts.reduce((a, b) => a + b, 0)) / pts.length;
       const tr = h('tr', { testid: 'explore-row', class: 'clickable', onclick: () => filter(gr.value) },
         h('td', { class: 'mono' }, h('span', { class: 'dot', style: `background:${color(i)}` }), label(gr.value)),
-        h('td', { class: 'num' }, gr.total.toLocaleString()),
+        h('td', { class: 'num', title: gr.total.toLocaleString() }, formatAmount(gr.total, unit)),
         h('td', { class: 'num' }, pct(gr.total, g.total)),
-        h('td', { class: 'num' }, avg.toFixed(1)),
-        h('td', { class: 'num' }, String(Math.max(...secs))),
+        h('td', { class: 'num' }, formatRate(avg, unit)),
+        h('td', { class: 'num' }, formatRate(f * Math.max(...pts), unit)),
         h('td', { class: 'spark-cell' }, sparkline(gr.timeline.samples, color(i))),
       );
       tr.dataset.value = gr.value;
@@ -117,11 +125,11 @@ export class ExploreView {
     });
     this.content.replaceChildren(
       h('div', { class: 'explore-grid' },
-        h('div', { class: 'card' }, h('h3', {}, `Share of CPU by ${s.groupBy}`), bars),
+        h('div', { class: 'card' }, h('h3', {}, `Share of ${unit.kind === 'cpu' ? 'CPU' : 'total'} by ${s.groupBy}`), bars),
         h('div', { class: 'card' },
           h('h3', {}, `${s.groupBy} values`),
           h('table', { class: 'data-table', testid: 'explore-table' },
-            h('thead', {}, h('tr', {}, h('th', {}, s.groupBy), h('th', { class: 'num' }, 'Total (samples)'), h('th', { class: 'num' }, '%'), h('th', { class: 'num' }, 'Avg samples/step'), h('th', { class: 'num' }, 'Max'), h('th', {}, 'Timeline'))),
+            h('thead', {}, h('tr', {}, h('th', {}, s.groupBy), h('th', { class: 'num' }, unit.kind === 'cpu' ? 'CPU time' : 'Total'), h('th', { class: 'num' }, '%'), h('th', { class: 'num', title: axisCaption(unit) }, 'Average'), h('th', { class: 'num', title: axisCaption(unit) }, 'Peak'), h('th', {}, 'Timeline'))),
             tbody),
           h('div', { class: 'muted small' }, 'Click a value to open the single view filtered by it.'),
         ),

@@ -8,6 +8,7 @@ import { h } from '../dom';
 import { navigate } from '../store';
 import { TimelineChart } from '../timeline';
 import { track } from '../track';
+import { valueUnit } from '../../lib/units';
 
 export type Side = 'left' | 'right';
 
@@ -47,7 +48,7 @@ export class SidePicker {
   constructor(private side: Side, extra: HTMLElement | null = null) {
     const L = side === 'left';
     this.timeline = new TimelineChart({
-      height: 90,
+      height: 110,
       testid: `timeline-${side}`,
       onSelect: (f, u) => navigate(L ? { leftFrom: String(f), leftUntil: String(u) } : { rightFrom: String(f), rightUntil: String(u) }),
     });
@@ -108,7 +109,7 @@ export class SidePicker {
     const gen = ++this.gen;
     track(api.render(r.query, String(cf), String(cu), 16))
       .then((p) => {
-        if (gen === this.gen) this.timeline.setData(p.timeline ? [{ label: this.side, timeline: p.timeline, color: this.side === 'left' ? '#2563eb' : '#ea580c' }] : [], [cf, cu], hl);
+        if (gen === this.gen) this.timeline.setData(p.timeline ? [{ label: this.side, timeline: p.timeline, color: this.side === 'left' ? '#2563eb' : '#ea580c' }] : [], [cf, cu], hl, valueUnit(p.metadata, s.profileType));
       })
       .catch(() => { /* the flame graph request reports errors */ });
   }

@@ -12,6 +12,7 @@ import { navigate } from '../store';
 import { TimelineChart } from '../timeline';
 import { TopTable } from '../toptable';
 import { track } from '../track';
+import { summaryParts, valueUnit } from '../../lib/units';
 
 export class SingleView {
   readonly el: HTMLElement;
@@ -144,11 +145,11 @@ export class SingleView {
       this.sandwichKey = '';
       const f = parseTime(s.from);
       const u = parseTime(s.until);
-      this.timeline.setData(p.timeline ? [{ label: 'CPU', timeline: p.timeline }] : [], [f, u]);
+      const unit = valueUnit(p.metadata, s.profileType);
+      this.timeline.setData(p.timeline ? [{ label: s.service || 'total', timeline: p.timeline }] : [], [f, u], [], unit);
       this.graph.setData(this.data, s.focus);
-      const secs = this.data.numTicks / (this.data.sampleRate || 100);
       this.status.textContent = this.data.numTicks
-        ? `${this.data.numTicks.toLocaleString()} samples · ${secs.toFixed(1)} CPU-s · ${this.rows.length} functions`
+        ? [...summaryParts(this.data.numTicks, unit), `${this.rows.length} functions`].join(' · ')
         : 'No data for this query and range.';
       this.el.dataset.state = 'ready';
       this.refresh(this.s);
