@@ -60,19 +60,22 @@ fn read_u64(addr: u64) -> Result<u64, ()> {
 /// Copies at most `CAP - 1` bytes of a Go string and NUL-terminates it.
 #[inline(always)]
 fn read_str<const CAP: usize>(dst: &mut [u8; CAP], ptr: u64, len: u64) -> Result<(), ()> {
+    // A plain clamp, not a mask: CAP - 1 is no bit mask when CAP is not a power of two
+    // (values are 48 bytes: `& 47` turned a 20-byte value into its first 4 bytes).
     let n = if len > (CAP - 1) as u64 {
-        (CAP - 1) as u64
+        CAP - 1
     } else {
-        len
+        len as usize
     };
-    let n = n as usize & (CAP - 1);
     if n > 0 {
         let rc = unsafe { probe_read_user_raw(dst.as_mut_ptr().cast(), n as u32, ptr as *const _) };
         if rc != 0 {
             return Err(());
         }
     }
-    dst[n & (CAP - 1)] = 0;
+    if let Some(end) = dst.get_mut(n) {
+        *end = 0;
+    }
     Ok(())
 }
 

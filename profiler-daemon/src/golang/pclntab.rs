@@ -4,10 +4,31 @@ use object::{Object, ObjectSection};
 
 /// Entry address of the function `name` (also matching its `.abi0` variant).
 pub fn find_function(file: &object::File<'_>, name: &str) -> Option<u64> {
-    let sec = file
+    if let Some(sec) = file
         .section_by_name(".gopclntab")
-        .or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))?;
-    let tab = sec.data().ok()?;
+        .or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))
+    {
+        return find_in(sec.data().ok()?, name);
+    }
+    // Externally linked PIE (cgo with -buildmode=pie): the external linker merges the
+    // table into `.data.rel.ro` (only the `runtime.pclntab` symbol, gone when stripped,
+    // marks it), so look for its header there.
+    let sec = file.section_by_name(".data.rel.ro")?;
+    let data = sec.data().ok()?;
+    candidates(data).find_map(|at| find_in(&data[at..], name))
+}
+
+/// Offsets in `data` where a Go 1.18+ amd64 pclntab header may start: the magic, two
+/// zero pad bytes, minimum instruction size 1 and pointer size 8, 8-byte aligned.
+fn candidates(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    (0..data.len().saturating_sub(8)).step_by(8).filter(|&at| {
+        let w = &data[at..at + 8];
+        (w[..4] == [0xf0, 0xff, 0xff, 0xff] || w[..4] == [0xf1, 0xff, 0xff, 0xff])
+            && w[4..] == [0, 0, 1, 8]
+    })
+}
+
+fn find_in(tab: &[u8], name: &str) -> Option<u64> {
     let magic = u32::from_le_bytes(tab.get(..4)?.try_into().ok()?);
     // 0xfffffff0: Go 1.18-1.19; 0xfffffff1: Go 1.20+. Same header layout.
     if magic != 0xfffffff0 && magic != 0xfffffff1 {

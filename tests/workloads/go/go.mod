@@ -1,0 +1,3 @@
+module kiln.test/golabels
+
+go 1.19
