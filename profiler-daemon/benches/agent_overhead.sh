@@ -40,6 +40,8 @@ PAGE=$(getconf PAGESIZE)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$AGENT/stat"; }
 rss_kb() { awk -v p="$PAGE" '{print $24 * p / 1024}' "/proc/$AGENT/stat"; }
+# Anonymous (heap) vs file-backed (mapped binaries and debug info, reclaimable) resident KiB.
+rss_split() { awk '/^RssAnon:/{a=$2} /^RssFile:/{f=$2} END{printf "anon %.1f MiB, file %.1f MiB", a/1024, f/1024}' "/proc/$AGENT/status"; }
 # Sum of run_time_ns over the agent's eBPF program fds (needs kernel.bpf_stats_enabled=1).
 bpf_ns() {
     local total=0 f v
@@ -62,14 +64,14 @@ measure() { # name seconds
     done
     c1=$(cpu_ticks); b1=$(bpf_ns)
     awk -v n="$name" -v s="$secs" -v c="$((c1 - c0))" -v t="$TICK" -v b="$((b1 - b0))" \
-        -v lo="$rmin" -v hi="$rmax" 'BEGIN {
+        -v lo="$rmin" -v hi="$rmax" -v sp="$(rss_split)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
         user = c / t / s * 100; bpf = b / 1e9 / s * 100;
-        printf "| %s | %d s | %.3f%% | %.3f%% | %.3f%% | %.1f / %.1f MiB |\n", n, s, user, bpf, user + bpf, lo / 1024, hi / 1024 }'
+        printf "| %s | %d s | %.3f%% | %.3f%% | %.3f%% | %.1f / %.1f MiB (end: %s) | %s |\n", n, s, user, bpf, user + bpf, lo / 1024, hi / 1024, sp, load }'
 }
 
 sleep 20 # warm-up: caches, first windows
-echo "| phase | duration | agent CPU (user+sys) | eBPF programs | total | RSS min / max |"
-echo "|---|---|---|---|---|---|"
+echo "| phase | duration | agent CPU (user+sys) | eBPF programs | total | RSS min / max | host load (1/5/15 min) |"
+echo "|---|---|---|---|---|---|---|"
 measure "steady (idle host)" "$STEADY"
 "$TMP/agent_burn" churn "$RATE" "$CHURN" 1 >"$TMP/churn.out" &
 CHURNER=$!
