@@ -17,7 +17,12 @@
 //!   `exporter_windows_dropped_total{reason}`, `exporter_profiles_dropped_total{reason}`,
 //!   `exporter_queue_windows`, `exporter_queue_bytes`, `exporter_queue_capacity_windows`,
 //!   `exporter_queue_capacity_bytes`;
-//! - the agent process: `process_cpu_seconds_total`, `process_resident_memory_bytes`.
+//! - the agent process: `process_cpu_seconds_total`, `process_resident_memory_bytes`;
+//! - with `--kubernetes` (kiln-kube's `KubeStats`): `kube_synced`, `kube_pods_indexed`,
+//!   `kube_containers_indexed`, `kube_pod_events_total`, `kube_node_events_total`,
+//!   `kube_relists_total`, `kube_stale_pods_removed_total`, `kube_list_requests_total`,
+//!   `kube_watch_requests_total`, `kube_watch_restarts_total`, `kube_watch_errors_total`,
+//!   `kube_lookups_total{result="hit|miss"}`.
 //!
 //! `/healthz` answers 200 while the sampler runs and its last collection succeeded within
 //! a few drain intervals, 503 with the reason otherwise.
@@ -27,12 +32,13 @@ use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
     time::{Duration, SystemTime},
 };
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use kiln_kube::{KubeMetadata, KubeStats};
 use kiln_labels::DiscoveryStats;
 use profiler_common::Stat;
 
@@ -77,6 +83,8 @@ pub struct AgentMetrics {
     pub samples_unlabeled: AtomicU64,
     pub samples_relabel_dropped: AtomicU64,
     pub exporters: Mutex<Vec<ExporterView>>,
+    /// The Kubernetes metadata watcher, with `--kubernetes`.
+    kube: OnceLock<Arc<KubeMetadata>>,
 }
 
 impl AgentMetrics {
@@ -96,7 +104,13 @@ impl AgentMetrics {
             samples_unlabeled: AtomicU64::new(0),
             samples_relabel_dropped: AtomicU64::new(0),
             exporters: Mutex::default(),
+            kube: OnceLock::new(),
         }
+    }
+
+    /// Exports the watcher's counters as `kiln_kube_*` (set once).
+    pub fn set_kube(&self, meta: Arc<KubeMetadata>) {
+        let _ = self.kube.set(meta);
     }
 
     pub fn collect_succeeded(&self) {
@@ -415,6 +429,10 @@ impl AgentMetrics {
         }
         drop(exporters);
 
+        if let Some(kube) = self.kube.get() {
+            render_kube(&mut m, &kube.stats(), kube.is_synced());
+        }
+
         if let Some((cpu, rss)) = self_usage() {
             m.header(
                 "kiln_process_cpu_seconds_total",
@@ -430,6 +448,79 @@ impl AgentMetrics {
         }
         out
     }
+}
+
+fn render_kube(m: &mut Writer, s: &KubeStats, synced: bool) {
+    m.gauge(
+        "kiln_kube_synced",
+        "1 once the initial lists of this node's pods and of the node completed.",
+        u64::from(synced),
+    );
+    m.gauge(
+        "kiln_kube_pods_indexed",
+        "Pods of this node in the metadata index.",
+        s.pods_indexed,
+    );
+    m.gauge(
+        "kiln_kube_containers_indexed",
+        "Container ids in the metadata index.",
+        s.containers_indexed,
+    );
+    m.counter(
+        "kiln_kube_pod_events_total",
+        "Pod watch events applied (listed, added, modified, deleted).",
+        s.pod_events,
+    );
+    m.counter(
+        "kiln_kube_node_events_total",
+        "Node watch events applied.",
+        s.node_events,
+    );
+    m.counter(
+        "kiln_kube_relists_total",
+        "Completed (re)lists of the pods and the node.",
+        s.relists,
+    );
+    m.counter(
+        "kiln_kube_stale_pods_removed_total",
+        "Pods removed by a relist because they were no longer listed.",
+        s.stale_pods_removed,
+    );
+    m.counter(
+        "kiln_kube_list_requests_total",
+        "List requests sent to the API server.",
+        s.list_requests,
+    );
+    m.counter(
+        "kiln_kube_watch_requests_total",
+        "Watch requests sent to the API server.",
+        s.watch_requests,
+    );
+    m.counter(
+        "kiln_kube_watch_restarts_total",
+        "Watches resumed or restarted after the first one per resource.",
+        s.watch_restarts,
+    );
+    m.counter(
+        "kiln_kube_watch_errors_total",
+        "Errors of the watch streams (each retried with backoff).",
+        s.watch_errors,
+    );
+    m.header(
+        "kiln_kube_lookups_total",
+        "counter",
+        "Label lookups of containerized processes, by whether their pod was indexed.",
+    );
+    m.line(
+        "kiln_kube_lookups_total",
+        &[("result", "hit")],
+        s.lookups_hit,
+    );
+    m.line(
+        "kiln_kube_lookups_total",
+        &[("result", "miss")],
+        s.lookups_miss,
+    );
 }
 
 struct Writer<'a> {
@@ -573,6 +664,36 @@ mod tests {
             assert!(value.parse::<f64>().is_ok(), "{line}");
             assert!(name.starts_with("kiln_"), "{line}");
         }
+    }
+
+    #[test]
+    fn renders_kube_stats() {
+        let mut out = String::new();
+        let stats = KubeStats {
+            pods_indexed: 3,
+            containers_indexed: 5,
+            pod_events: 7,
+            watch_restarts: 2,
+            lookups_hit: 11,
+            lookups_miss: 1,
+            ..KubeStats::default()
+        };
+        render_kube(&mut Writer { out: &mut out }, &stats, true);
+        for want in [
+            "kiln_kube_synced 1\n",
+            "kiln_kube_pods_indexed 3\n",
+            "kiln_kube_containers_indexed 5\n",
+            "kiln_kube_pod_events_total 7\n",
+            "kiln_kube_watch_restarts_total 2\n",
+            "kiln_kube_lookups_total{result=\"hit\"} 11\n",
+            "kiln_kube_lookups_total{result=\"miss\"} 1\n",
+            "# TYPE kiln_kube_watch_errors_total counter\n",
+        ] {
+            assert!(out.contains(want), "{want:?} missing from:\n{out}");
+        }
+        // Without --kubernetes nothing kube-related is exported.
+        let m = AgentMetrics::new(97, Duration::from_secs(1));
+        assert!(!m.render().contains("kiln_kube_"));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //!      window's stacks by target series and try_sends it ──> (channel of 1)
 //!  [encoder thread]  encode::encode: one pprof per series, gzip'd ──> Exporter::offer
 //!  [tokio runtime]   one task per exporter (bounded queue, retry with backoff):
-//!                    push (Pyroscope Connect), dir (pprof files); the metrics server.
+//!                    push (Pyroscope Connect), dir (pprof files); the metrics server;
+//!                    with --kubernetes, the pod and node watches (kiln-kube), a
+//!                    MetaLabelProvider of the Discoverer.
 //! ```
 //!
 //! Nothing downstream can stall sampling: the window hand-off is a `try_send` (a window
@@ -58,6 +60,58 @@ pub struct Settings {
     pub config: AgentConfig,
     /// Sinks set up by the caller (`kiln run` adds the embedded store).
     pub extra_sinks: Vec<Arc<dyn Sink>>,
+    /// Kubernetes pod and node metadata (`--kubernetes`), if on.
+    pub kube: Option<KubeSettings>,
+}
+
+/// How to get Kubernetes metadata.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    pub config: kiln_kube::KubeConfig,
+    /// Asked for explicitly (flags) rather than inferred from running in a cluster: then
+    /// failing to start is an error, else a warning.
+    pub required: bool,
+}
+
+/// How long the agent waits for the initial pod and node lists before it starts sampling.
+const KUBE_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the pod and node watches on `rt` and waits (bounded) for the initial lists, so
+/// the first processes are labeled with their pods.
+fn start_kube(
+    rt: &tokio::runtime::Runtime,
+    kube: &KubeSettings,
+) -> anyhow::Result<Option<Arc<kiln_kube::KubeMetadata>>> {
+    let node = kube.config.node_name.clone();
+    let api = kube.config.api.clone();
+    let started = rt.block_on(async {
+        let meta = kiln_kube::start(kube.config.clone()).await?;
+        if meta.wait_synced(KUBE_SYNC_TIMEOUT).await {
+            let s = meta.stats();
+            log::info!(
+                "kubernetes: node {node}: {} pods, {} containers indexed",
+                s.pods_indexed,
+                s.containers_indexed
+            );
+        } else {
+            log::warn!(
+                "kubernetes: the pods and node of {node} were not listed within {} s ({api:?}); \
+                 sampling anyway, pod labels follow once the API server answers",
+                KUBE_SYNC_TIMEOUT.as_secs()
+            );
+        }
+        Ok::<_, kiln_kube::Error>(meta)
+    });
+    match started {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if kube.required => {
+            Err(anyhow::Error::new(e).context("starting Kubernetes metadata failed"))
+        }
+        Err(e) => {
+            log::warn!("kubernetes metadata is off: {e}");
+            Ok(None)
+        }
+    }
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -65,7 +119,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
 
-    let discoverer = Discoverer::new(settings.config.discovery_options()?)
+    let mut discoverer = Discoverer::new(settings.config.discovery_options()?)
         .context("invalid relabel configuration")?;
     let drain_every = Duration::from_millis(settings.sampler.drain_interval_ms.max(10))
         .min(settings.collect_interval);
@@ -96,6 +150,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         log::warn!(
             "no exporter configured (--push-url, --output-dir): profiles are collected and counted but go nowhere"
         );
+    }
+
+    let kube = match &settings.kube {
+        Some(k) => start_kube(&rt, k)?,
+        None => None,
+    };
+    if let Some(meta) = &kube {
+        discoverer.add_provider(meta.clone());
+        metrics.set_kube(meta.clone());
     }
 
     let sampler_config = settings
@@ -190,6 +253,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         drain_every,
         idle_target: idle_target(&settings.config),
         dropped: Default::default(),
+        meta_changes: kube.as_ref().map(|m| m.subscribe()),
     }
     .run();
 

@@ -43,6 +43,10 @@ pub struct WindowLoop<'a> {
     pub idle_target: Arc<Target>,
     /// Processes relabeling dropped: their samples are skipped before symbolization.
     pub dropped: HashSet<u32>,
+    /// Changes of metadata providers' knowledge (the Kubernetes pod and node index): cached
+    /// targets are relabeled at the next window boundary, so a process labeled before its
+    /// pod was indexed gets the pod's labels.
+    pub meta_changes: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// First window end after `now`, aligned to multiples of `interval` since the epoch.
@@ -202,6 +206,44 @@ impl WindowLoop<'_> {
         }
     }
 
+    /// When the metadata providers' knowledge changed, drops every cached target so live
+    /// processes are labeled afresh (now, for the window being finished). Processes that
+    /// exited in this window cannot be read again: their targets are returned to be used
+    /// as they are. Processes relabeling dropped are re-checked, since new metadata can
+    /// change a keep/drop decision.
+    fn refresh_if_meta_changed(&mut self, exited: &HashSet<u32>) -> HashMap<u32, Arc<Target>> {
+        let changed = self.meta_changes.as_mut().is_some_and(|rx| {
+            // An error means the provider is gone: nothing will change any more.
+            let changed = rx.has_changed().unwrap_or(false);
+            if changed {
+                rx.borrow_and_update();
+            }
+            changed
+        });
+        if !changed {
+            return HashMap::new();
+        }
+        let kept: HashMap<u32, Arc<Target>> = exited
+            .iter()
+            .filter_map(|&pid| Some((pid, self.discoverer.lookup(pid).ok()?)))
+            .collect();
+        self.discoverer.invalidate_all();
+        let dropped: Vec<u32> = self
+            .dropped
+            .iter()
+            .copied()
+            .filter(|pid| !exited.contains(pid))
+            .collect();
+        for pid in dropped {
+            self.label(pid);
+        }
+        log::debug!(
+            "metadata changed: labels of live processes refreshed, {} dropped by relabeling",
+            self.dropped.len()
+        );
+        kept
+    }
+
     fn finish_window(
         &mut self,
         seq: u64,
@@ -214,11 +256,14 @@ impl WindowLoop<'_> {
         for (key, count) in &agg.stacks {
             *per_pid.entry(key.pid).or_default() += count;
         }
+        let kept = self.refresh_if_meta_changed(exited);
         let mut groups: HashMap<u64, Group> = HashMap::new();
         let (mut exported, mut unlabeled, mut dropped) = (0u64, 0u64, 0u64);
         for (pid, samples) in per_pid {
             let target = if pid == 0 {
                 Ok(self.idle_target.clone())
+            } else if let Some(t) = kept.get(&pid) {
+                Ok(t.clone())
             } else {
                 self.discoverer.lookup(pid)
             };

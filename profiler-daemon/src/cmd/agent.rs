@@ -88,6 +88,80 @@ pub enum MetricsListen {
     At(SocketAddr),
 }
 
+/// Kubernetes metadata flags: pod, container and node labels from the API server.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KubeArgs {
+    /// Label processes with their pod's metadata (namespace, pod, container, pod labels)
+    /// and the node's region and zone, from the Kubernetes API server. The agent watches
+    /// only the pods of its own node (--node-name) and the node; processes are matched to
+    /// containers by the container id in their cgroup path. On by default when running in
+    /// a pod with a service account token (KUBERNETES_SERVICE_HOST set).
+    #[arg(long, env = "KILN_KUBERNETES")]
+    pub kubernetes: bool,
+
+    /// Do not talk to the Kubernetes API server, even when running in a cluster (wins
+    /// over --kubernetes and KILN_KUBERNETES).
+    #[arg(long)]
+    pub no_kubernetes: bool,
+
+    /// API server URL without credentials, e.g. `http://127.0.0.1:8001` for `kubectl
+    /// proxy` [default: the pod's service account, else the kubeconfig]. Implies
+    /// --kubernetes.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["kube_config", "no_kubernetes"]
+    )]
+    pub kube_api_server: Option<String>,
+
+    /// Kubeconfig file whose current context reaches the API server [default: the pod's
+    /// service account, else $KUBECONFIG or ~/.kube/config]. Implies --kubernetes.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_kubernetes")]
+    pub kube_config: Option<PathBuf>,
+
+    /// The Kubernetes node this agent runs on: only its pods are watched. In a DaemonSet,
+    /// set NODE_NAME from the downward API (`fieldRef: spec.nodeName`).
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+impl KubeArgs {
+    /// The metadata configuration, or `None` when Kubernetes metadata is off. Explicit
+    /// flags make it `required` (a start failure is fatal); the in-cluster default is not.
+    pub fn resolve(&self) -> anyhow::Result<Option<crate::agent::KubeSettings>> {
+        let explicit =
+            self.kubernetes || self.kube_api_server.is_some() || self.kube_config.is_some();
+        if self.no_kubernetes || !(explicit || kiln_kube::in_cluster()) {
+            return Ok(None);
+        }
+        let node_name = self.node_name.clone().unwrap_or_default();
+        if node_name.trim().is_empty() {
+            if explicit {
+                bail!(
+                    "--kubernetes needs the node name: pass --node-name or set NODE_NAME \
+                     (downward API fieldRef spec.nodeName)"
+                );
+            }
+            log::warn!(
+                "running in a Kubernetes pod but NODE_NAME is not set: no pod labels \
+                 (pass --node-name, or --no-kubernetes to silence this)"
+            );
+            return Ok(None);
+        }
+        let mut config = kiln_kube::KubeConfig::new(node_name.trim());
+        config.api = match (&self.kube_api_server, &self.kube_config) {
+            (Some(url), _) => kiln_kube::ApiSource::Url(url.clone()),
+            (None, Some(path)) => kiln_kube::ApiSource::Kubeconfig(path.clone()),
+            (None, None) if kiln_kube::in_cluster() => kiln_kube::ApiSource::InCluster,
+            (None, None) => kiln_kube::ApiSource::Infer,
+        };
+        Ok(Some(crate::agent::KubeSettings {
+            config,
+            required: explicit,
+        }))
+    }
+}
+
 fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
     if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
         return Ok(MetricsListen::Off);
@@ -125,6 +199,14 @@ Examples:
   sudo kiln agent --config /etc/kiln/agent.toml --push-url https://profiles.example.com \\
       --basic-auth-user kiln --tenant-id team-a
 
+  # In a Kubernetes DaemonSet (pod, container, region and zone labels; NODE_NAME from
+  # the downward API):
+  kiln agent --kubernetes --node-name=$(NODE_NAME) --push-url http://pyroscope:4040
+
+  # Outside a cluster, through `kubectl proxy`:
+  sudo kiln agent --kube-api-server http://127.0.0.1:8001 --node-name node-1 \\
+      --output-dir /tmp/profiles
+
   # Check which labels (and which relabel decisions) processes get, without sampling:
   kiln targets --config /etc/kiln/agent.toml --pid 1234
 
@@ -136,6 +218,9 @@ Self-metrics: GET http://127.0.0.1:9464/metrics (Prometheus text), /healthz.";
 pub struct AgentArgs {
     #[command(flatten)]
     pub labels: LabelArgs,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
 
     /// Samples per second on each CPU [default: 97, or the config file's `frequency`].
     /// 97 Hz is prime, so sampling does not alias with 100 Hz / 1 kHz timers, and it costs
@@ -288,6 +373,7 @@ impl AgentArgs {
                 bail!("no process with pid {pid} is running");
             }
         }
+        let kube = self.kube.resolve()?;
         let metrics_listen = match self.metrics_listen {
             Some(m) => m,
             None => MetricsListen::At(
@@ -319,6 +405,7 @@ impl AgentArgs {
             sampler: self.sampler.clone(),
             config,
             extra_sinks: Vec::new(),
+            kube,
         })
     }
 }
@@ -326,4 +413,77 @@ impl AgentArgs {
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
     crate::agent::run(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kube: KubeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<Option<crate::agent::KubeSettings>> {
+        let cli = Cli::try_parse_from(std::iter::once("kiln").chain(args.iter().copied()))?;
+        cli.kube.resolve()
+    }
+
+    #[test]
+    fn kubernetes_flags_pick_the_api_source() {
+        if kiln_kube::in_cluster() {
+            return; // the in-cluster default would change every answer below
+        }
+        let k = resolve(&["--kubernetes", "--node-name", "n1"])
+            .unwrap()
+            .expect("on");
+        assert_eq!(k.config.node_name, "n1");
+        assert_eq!(k.config.api, kiln_kube::ApiSource::Infer);
+        assert!(k.required);
+
+        let k = resolve(&[
+            "--kube-api-server",
+            "http://127.0.0.1:8001",
+            "--node-name=n2",
+        ])
+        .unwrap()
+        .expect("--kube-api-server implies --kubernetes");
+        assert_eq!(
+            k.config.api,
+            kiln_kube::ApiSource::Url("http://127.0.0.1:8001".into())
+        );
+
+        let k = resolve(&["--kube-config", "/etc/kube.conf", "--node-name", "n3"])
+            .unwrap()
+            .expect("--kube-config implies --kubernetes");
+        assert_eq!(
+            k.config.api,
+            kiln_kube::ApiSource::Kubeconfig("/etc/kube.conf".into())
+        );
+
+        assert!(
+            resolve(&["--node-name", "n4"]).unwrap().is_none(),
+            "off by default"
+        );
+        assert!(
+            resolve(&["--kubernetes", "--no-kubernetes", "--node-name", "n5"])
+                .unwrap()
+                .is_none(),
+            "--no-kubernetes wins"
+        );
+        assert!(resolve(&["--kube-api-server", "http://x", "--no-kubernetes"]).is_err());
+        assert!(resolve(&["--kube-api-server", "http://x", "--kube-config", "f"]).is_err());
+    }
+
+    #[test]
+    fn explicit_kubernetes_without_a_node_name_is_an_error() {
+        if std::env::var_os("NODE_NAME").is_some() {
+            return; // the environment names the node
+        }
+        let e = resolve(&["--kubernetes"]).unwrap_err().to_string();
+        assert!(e.contains("--node-name"), "{e}");
+    }
 }
