@@ -76,17 +76,27 @@ pub struct KubeSettings {
 /// How long the agent waits for the initial pod and node lists before it starts sampling.
 const KUBE_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts the pod and node watches on `rt` and waits (bounded) for the initial lists, so
-/// the first processes are labeled with their pods.
+/// Starts the pod and node watches on `rt` and waits (bounded, and not past a stop
+/// signal) for the initial lists, so the first processes are labeled with their pods.
 fn start_kube(
     rt: &tokio::runtime::Runtime,
     kube: &KubeSettings,
+    stop: &AtomicBool,
 ) -> anyhow::Result<Option<Arc<kiln_kube::KubeMetadata>>> {
     let node = kube.config.node_name.clone();
     let api = kube.config.api.clone();
     let started = rt.block_on(async {
         let meta = kiln_kube::start(kube.config.clone()).await?;
-        if meta.wait_synced(KUBE_SYNC_TIMEOUT).await {
+        let stopping = async {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let synced = tokio::select! {
+            synced = meta.wait_synced(KUBE_SYNC_TIMEOUT) => synced,
+            () = stopping => return Ok(meta),
+        };
+        if synced {
             let s = meta.stats();
             log::info!(
                 "kubernetes: node {node}: {} pods, {} containers indexed",
@@ -153,7 +163,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let kube = match &settings.kube {
-        Some(k) => start_kube(&rt, k)?,
+        Some(k) => start_kube(&rt, k, &stop)?,
         None => None,
     };
     if let Some(meta) = &kube {
