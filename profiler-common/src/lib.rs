@@ -77,8 +77,8 @@ pub struct GoOffsets {
 pub const GO_LABELS_MAP: u32 = 0;
 pub const GO_LABELS_SLICE: u32 = 1;
 
-/// Key of a label set: the process and the address of its label map in that process.
-/// pprof.Do allocates a new label map per call, so the address names the set.
+/// Key of a label set: the process and a hash of the set's contents (`GoLabels` as read;
+/// never 0). Not its address: Go reuses the memory of a freed set for a later one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GoLabelSetKey {
@@ -110,7 +110,7 @@ pub struct SampleKey {
     /// `unwind::stack_flags` of the user stack (e.g. truncated).
     pub flags: u32,
     pub comm: [u8; TASK_COMM_LEN],
-    /// Address of the goroutine's pprof label map (0 = none); with `tgid` the key of
+    /// Hash of the goroutine's pprof labels (0 = none); with `tgid` the key of
     /// `GO_LABEL_SETS_{buffer}`.
     pub go_labels: u64,
 }

@@ -3,8 +3,8 @@
 //! thread pointer (fsbase) → g (TLS) → g.m → m.curg → curg.labels. `m.curg` rather than
 //! the TLS g itself, because on the system stack, in cgo or in a signal handler the TLS
 //! g is g0/gsignal while `curg` is still the user goroutine (Go's own profiler does the
-//! same). A label set is read once per buffer: its key is the label map's address, which
-//! pprof.Do allocates afresh for each new set.
+//! same). The label set is read on every sample and stored once per buffer under a hash
+//! of its contents (addresses of freed sets are reused by later ones).
 
 use aya_ebpf::{
     helpers::{
@@ -126,32 +126,49 @@ fn read_labels(tgid: u32, buffer: u32, o: &GoOffsets, fsbase_offset: u64) -> Res
     if labels == 0 {
         return Ok(0);
     }
+    // The set is read on every sample and named by a hash of its contents, not by its
+    // address: once a label set is garbage, Go reuses its memory for the next one, so
+    // an address seen earlier in the same buffer may now hold other labels.
+    let scratch = GO_SCRATCH.get_ptr_mut(0).ok_or(Stat::GoLabelsUnreadable)?;
+    let scratch = unsafe { &mut *scratch };
+    let words = (&mut scratch.labels as *mut GoLabels).cast::<u64>();
+    for i in 0..LABELS_WORDS {
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+    if o.labels_format == GO_LABELS_SLICE {
+        read_slice(labels, &mut scratch.labels).map_err(unreadable)?;
+    } else {
+        read_map(labels, scratch).map_err(unreadable)?;
+    }
+    if scratch.labels.count == 0 {
+        return Ok(0);
+    }
+    let words = (&scratch.labels as *const GoLabels).cast::<u64>();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..LABELS_WORDS {
+        hash = (hash ^ unsafe { core::ptr::read_volatile(words.add(i)) })
+            .wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let hash = hash | 1;
     let key = GoLabelSetKey {
         tgid,
         _pad: 0,
-        labels_addr: labels,
+        labels_addr: hash,
     };
     let sets = if buffer == 0 {
         &GO_LABEL_SETS_0
     } else {
         &GO_LABEL_SETS_1
     };
-    if unsafe { sets.get(&key) }.is_some() {
-        return Ok(labels);
-    }
-    let scratch = GO_SCRATCH.get_ptr_mut(0).ok_or(Stat::GoLabelsUnreadable)?;
-    let scratch = unsafe { &mut *scratch };
-    scratch.labels.count = 0;
-    if o.labels_format == GO_LABELS_SLICE {
-        read_slice(labels, &mut scratch.labels).map_err(unreadable)?;
-    } else {
-        read_map(labels, scratch).map_err(unreadable)?;
-    }
-    if sets.insert(&key, &scratch.labels, 0).is_err() {
+    if unsafe { sets.get(&key) }.is_none() && sets.insert(&key, &scratch.labels, 0).is_err() {
         return Err(Stat::GoLabelSetsFull);
     }
-    Ok(labels)
+    Ok(hash)
 }
+
+/// `GoLabels` as 64-bit words (for zeroing and hashing).
+const LABELS_WORDS: usize = core::mem::size_of::<GoLabels>() / 8;
+const _: () = assert!(core::mem::size_of::<GoLabels>() % 8 == 0);
 
 /// Go >= 1.24: `labels` points at a slice header of `{key, value string}`, sorted by key.
 #[inline(always)]

@@ -4,6 +4,8 @@
 
 mod btf;
 mod buildinfo;
+#[cfg(test)]
+mod labels;
 mod pclntab;
 
 use std::path::Path;
