@@ -7,7 +7,8 @@
 //!   (the agent waits for the initial lists before it samples);
 //! - pod B appears only later, through the watch, after its process was already profiled
 //!   (and labeled without pod labels): the agent relabels it, later profiles carry pod B;
-//! - `/metrics` exports the watcher's `kiln_kube_*` counters; SIGINT stops it cleanly.
+//! - `/metrics` exports the watcher's `kiln_kube_*` counters; SIGINT stops it cleanly;
+//! - `kiln targets` with the same flags shows the same pod labels.
 
 #[path = "../src/agent_support.rs"]
 mod agent_support;
@@ -255,6 +256,34 @@ fn agent_labels_profiles_with_pod_and_node_metadata() {
                 .any(|r| r.contains(path) && r.contains(&selector) && r.contains("watch=true")),
             "no watch of {path} with {selector}: {requests:#?}"
         );
+    }
+
+    // `kiln targets` shows what the agent attaches, pod metadata included.
+    let targets = std::process::Command::new(kiln_bin())
+        .args([
+            "targets",
+            "--kube-api-server",
+            &api.url,
+            "--node-name",
+            &node,
+        ])
+        .args(["--pid", &pid_a.to_string()])
+        .output()
+        .expect("run kiln targets");
+    let text = String::from_utf8_lossy(&targets.stdout);
+    assert!(
+        targets.status.success(),
+        "kiln targets: {}\n{text}",
+        String::from_utf8_lossy(&targets.stderr)
+    );
+    for want in [
+        "namespace=\"shop\"",
+        "pod=\"checkout-5f7d9-x2x4q\"",
+        "service_name=\"shop/checkout\"",
+        "zone=\"eu-west-1b\"",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name=\"checkout\"",
+    ] {
+        assert!(text.contains(want), "kiln targets lacks {want}:\n{text}");
     }
 
     let (status, log) = agent.stop(Duration::from_secs(20));

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use kiln_labels::{targets::format_target, DiscoverError, Discoverer};
 
-use crate::cmd::agent::LabelArgs;
+use crate::cmd::agent::{KubeArgs, LabelArgs};
 
 pub const TARGETS_AFTER_HELP: &str = "\
 Examples:
@@ -30,6 +30,9 @@ pub struct TargetsArgs {
     #[command(flatten)]
     pub labels: LabelArgs,
 
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
     /// Show only this process; repeatable. Default: every process on the host.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
@@ -43,6 +46,33 @@ pub fn run(args: TargetsArgs) -> anyhow::Result<()> {
     let config = args.labels.load()?;
     let mut discoverer =
         Discoverer::new(config.discovery_options()?).context("invalid relabel configuration")?;
+    // Pod and node metadata as the agent gets it: one list, then the watches stop.
+    let kube_rt;
+    let _kube = match args.kube.resolve()? {
+        Some(k) => {
+            kube_rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime failed")?;
+            match kube_rt.block_on(kiln_kube::start(k.config.clone())) {
+                Ok(meta) => {
+                    if !kube_rt.block_on(meta.wait_synced(std::time::Duration::from_secs(10))) {
+                        log::warn!("kubernetes: no complete pod and node list within 10 s");
+                    }
+                    discoverer.add_provider(meta.clone());
+                    Some(meta)
+                }
+                Err(e) if k.required => {
+                    return Err(e).context("starting Kubernetes metadata failed")
+                }
+                Err(e) => {
+                    log::warn!("kubernetes metadata is off: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let explicit = !args.pids.is_empty();
     let pids = if explicit {
         args.pids.clone()
