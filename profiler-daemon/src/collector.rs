@@ -16,6 +16,11 @@ use crate::{
 
 /// Cap of the symbolization caches (entries); ~100 bytes each.
 const SYMBOL_CACHE_ENTRIES: usize = 200_000;
+/// Time per call that building unwind tables may take on the sampling thread.
+const UNWIND_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
+const MAX_UNWIND_PENDING: usize = 4096;
+/// Binaries kept parsed by blazesym between drains (their DWARF can be tens of MB each).
+const PARSED_BINARIES: usize = 16;
 
 pub struct Collector {
     sampler: Sampler,
@@ -28,6 +33,9 @@ pub struct Collector {
     go_binaries: HashMap<(u64, u64), Option<profiler_common::GoOffsets>>,
     /// Unwind tables of the processes sampled (None when DWARF unwinding is off).
     unwind: Option<UnwindLoader<BpfUnwindMaps>>,
+    /// Processes waiting for their unwind tables, oldest first.
+    unwind_pending: std::collections::VecDeque<u32>,
+    unwind_queued: std::collections::HashSet<u32>,
 }
 
 impl Collector {
@@ -54,20 +62,44 @@ impl Collector {
             exited: Vec::new(),
             go_binaries: HashMap::new(),
             unwind,
+            unwind_pending: Default::default(),
+            unwind_queued: Default::default(),
         })
     }
 
     /// Gives the unwind loader the mappings of every process (re)captured since the
     /// last call.
+    ///
+    /// Compiling a large binary's tables takes a while, so each call spends at most
+    /// [`UNWIND_BUDGET`] and leaves the rest for the next: the sampling loop stays
+    /// responsive (events, drains, signals) while a busy host's tables are built.
     fn sync_unwind(&mut self) {
-        let mut pids = self.procs.take_captured();
+        let captured = self.procs.take_captured();
         let Some(unwind) = &mut self.unwind else {
             return;
         };
-        pids.sort_unstable();
-        pids.dedup();
-        for pid in pids {
-            register(unwind, &self.procs, pid);
+        for pid in captured {
+            if self.unwind_queued.insert(pid) {
+                self.unwind_pending.push_back(pid);
+            }
+        }
+        // Bounded: under heavy process churn the oldest wait longest and are most likely
+        // gone; they keep frame pointers.
+        while self.unwind_pending.len() > MAX_UNWIND_PENDING {
+            if let Some(pid) = self.unwind_pending.pop_front() {
+                self.unwind_queued.remove(&pid);
+            }
+        }
+        let started = std::time::Instant::now();
+        while started.elapsed() < UNWIND_BUDGET {
+            let Some(pid) = self.unwind_pending.pop_front() else {
+                break;
+            };
+            self.unwind_queued.remove(&pid);
+            // Gone meanwhile: nothing to unwind.
+            if self.procs.get(pid).is_some_and(|p| !p.exited) {
+                register(unwind, &self.procs, pid);
+            }
         }
     }
 
@@ -172,6 +204,7 @@ impl Collector {
             k
         });
         agg.add(&samples, &mut self.procs, &mut self.symbolizer);
+        self.symbolizer.end_drain(PARSED_BINARIES);
         if let Some(unwind) = &mut self.unwind {
             for &pid in &exited {
                 unwind.remove_process(pid);

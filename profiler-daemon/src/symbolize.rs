@@ -41,6 +41,9 @@ pub struct Symbolizer {
     user: HashMap<(BinaryId, u64), Frames>,
     kernel: HashMap<u64, Frames>,
     max_entries: usize,
+    /// Binaries blazesym holds parsed (ELF, DWARF), with the drain that last used them.
+    parsed: HashMap<BinaryId, (std::path::PathBuf, u64)>,
+    drain: u64,
     hits: u64,
     misses: u64,
 }
@@ -65,6 +68,8 @@ impl Symbolizer {
             user: HashMap::new(),
             kernel: HashMap::new(),
             max_entries,
+            parsed: HashMap::new(),
+            drain: 0,
             hits: 0,
             misses: 0,
         }
@@ -88,7 +93,9 @@ impl Symbolizer {
         if self.user.len() >= self.max_entries {
             self.user.clear();
         }
-        let src = Source::Elf(Elf::new(binary.open_path()));
+        let path = binary.open_path();
+        self.parsed.insert(id, (path.clone(), self.drain));
+        let src = Source::Elf(Elf::new(path));
         let frames = match self
             .blazesym
             .symbolize_single(&src, Input::FileOffset(file_offset))
@@ -124,8 +131,32 @@ impl Symbolizer {
         frames
     }
 
+    /// Ends a drain: keeps at most `keep` binaries parsed, evicting the least recently
+    /// used. Their symbolized addresses stay cached; only new addresses re-parse them.
+    /// This bounds memory on hosts with many large binaries (debug info is big).
+    pub fn end_drain(&mut self, keep: usize) {
+        self.drain += 1;
+        if self.parsed.len() <= keep {
+            return;
+        }
+        let mut by_age: Vec<(u64, BinaryId)> = self
+            .parsed
+            .iter()
+            .map(|(id, (_, used))| (*used, *id))
+            .collect();
+        by_age.sort_unstable();
+        for (_, id) in by_age.into_iter().take(self.parsed.len() - keep) {
+            if let Some((path, _)) = self.parsed.remove(&id) {
+                let _ = self
+                    .blazesym
+                    .evict(&evict::Evict::Elf(evict::Elf::new(path)));
+            }
+        }
+    }
+
     /// Drops everything cached for a binary that is being closed.
     pub fn forget(&mut self, id: BinaryId, binary: &Binary) {
+        self.parsed.remove(&id);
         self.user.retain(|(b, _), _| *b != id);
         let _ = self
             .blazesym

@@ -16,12 +16,20 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// (command that must exist, Debian package providing it, why)
 const DEBIAN_TOOLS: &[(&str, &str, &str)] = &[
     ("gcc", "gcc", "builds the C test workloads"),
-    ("go", "golang-go", "`go tool pprof` validates pprof output; builds the Go demo"),
+    (
+        "go",
+        "golang-go",
+        "`go tool pprof` validates pprof output; builds the Go demo",
+    ),
     ("setpriv", "util-linux", "tests drop privileges with it"),
     ("perf", "linux-perf", "benchmarks compare with perf record"),
     ("node", "nodejs", "builds the web UI"),
     ("npm", "npm", "installs the web UI's packages"),
-    ("chromium", "chromium", "UI end-to-end tests and screenshots"),
+    (
+        "chromium",
+        "chromium",
+        "UI end-to-end tests and screenshots",
+    ),
 ];
 
 pub fn all(ui: bool) -> anyhow::Result<()> {
@@ -44,15 +52,23 @@ fn has_command(name: &str) -> bool {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&(&str, &str, &str)> =
-        DEBIAN_TOOLS.iter().filter(|(cmd, _, _)| !has_command(cmd)).collect();
+    let missing: Vec<&(&str, &str, &str)> = DEBIAN_TOOLS
+        .iter()
+        .filter(|(cmd, _, _)| !has_command(cmd))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     let packages: Vec<&str> = missing.iter().map(|(_, pkg, _)| *pkg).collect();
-    step(&format!("installing Debian packages: {}", packages.join(" ")));
+    step(&format!(
+        "installing Debian packages: {}",
+        packages.join(" ")
+    ));
     if !has_command("apt-get") {
-        bail!("missing tools and no apt-get to install them: {}", describe(&missing));
+        bail!(
+            "missing tools and no apt-get to install them: {}",
+            describe(&missing)
+        );
     }
     let apt = |args: &[&str]| {
         Command::new("apt-get")
@@ -137,7 +153,12 @@ fn bpf_linker() -> anyhow::Result<()> {
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so")))
-        .with_context(|| format!("no libLLVM in {}: the nightly toolchain is incomplete", lib.display()))?;
+        .with_context(|| {
+            format!(
+                "no libLLVM in {}: the nightly toolchain is incomplete",
+                lib.display()
+            )
+        })?;
     let link = lib.join("libLLVM.so");
     if !link.exists() {
         std::os::unix::fs::symlink(&libllvm, &link)
@@ -147,8 +168,18 @@ fn bpf_linker() -> anyhow::Result<()> {
         "building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {llvm_major} (about a minute, once)"
     ));
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
-        .args(["--no-default-features", "--features", &format!("llvm-{llvm_major}")])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{llvm_major}"),
+        ])
         .env("LLVM_PREFIX", &sysroot))
     .context("building bpf-linker failed")
 }
@@ -159,7 +190,10 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).ok()?.filter_map(Result::ok) {
             let path = entry.path();
-            if path.file_name().is_some_and(|n| n == "node_modules" || n == "dist") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "node_modules" || n == "dist")
+            {
                 continue;
             }
             let meta = entry.metadata().ok()?;
