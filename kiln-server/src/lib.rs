@@ -241,7 +241,12 @@ pub async fn serve(
     args: ServerArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(tokio::task::block_in_place(|| open_store(&args))?);
+    let open_args = args.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || open_store(&open_args))
+            .await
+            .context("opening the profile store")??,
+    );
     let r = serve_store(store.clone(), args.listen, args.limits(), shutdown).await;
     let closed = store.close().context("closing the profile store");
     r.and(closed)
@@ -295,4 +300,105 @@ pub async fn serve_listener(
     let _ = maintenance.await;
     log::info!("kiln-server: stopped");
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn flags_parse_with_defaults_and_units() {
+        let cli = Cli::try_parse_from(["kiln"]).unwrap();
+        assert_eq!(cli.server.listen.to_string(), "127.0.0.1:4040");
+        assert_eq!(cli.server.max_body_bytes, 4 << 20);
+        assert_eq!(cli.server.max_nodes, 8192);
+        assert_eq!(cli.server.max_stack_depth, 1000);
+        let cli = Cli::try_parse_from([
+            "kiln",
+            "--listen",
+            "0.0.0.0:9000",
+            "--retention-age",
+            "7d",
+            "--retention-size",
+            "10GiB",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        let o = cli.server.store_options();
+        assert_eq!(o.retention_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(o.retention_bytes, Some(10 << 30));
+        assert_eq!(cli.server.data_dir(), PathBuf::from("/tmp/x"));
+        assert!(Cli::try_parse_from(["kiln", "--retention-age", "soon"]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--listen",
+            "--data-dir",
+            "--retention-age",
+            "--retention-size",
+            "--max-body-bytes",
+            "--max-profile-bytes",
+            "--max-stack-depth",
+            "--max-nodes",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+    }
+
+    #[test]
+    fn data_dir_default() {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(default_data_dir(), PathBuf::from("/var/lib/kiln"));
+        } else {
+            assert!(default_data_dir().ends_with("kiln"));
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn serve_opens_serves_and_closes_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = ServerArgs {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            data_dir: Some(dir.path().to_owned()),
+            ..ServerArgs::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(args, async {
+            let _ = rx.await;
+        }));
+        let ok = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            for _ in 0..100 {
+                if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .unwrap();
+                    let mut buf = String::new();
+                    s.read_to_string(&mut buf).unwrap();
+                    return buf.starts_with("HTTP/1.1 200");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })
+        .await
+        .unwrap();
+        assert!(ok, "server did not answer /healthz");
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        // Closed cleanly: the database opens again at once.
+        Store::open(dir.path(), StoreOptions::default()).unwrap();
+    }
 }

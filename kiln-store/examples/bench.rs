@@ -120,6 +120,18 @@ fn labels(svc: usize, set: usize) -> Vec<(String, String)> {
     ]
 }
 
+/// CPU time of the calling thread: "per core" rates that other load on the machine does
+/// not distort (much).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -153,8 +165,10 @@ fn main() {
     }
 
     let mut ingest_time = Duration::ZERO;
+    let mut ingest_cpu = Duration::ZERO;
     let mut gen_time = Duration::ZERO;
     let (mut profiles, mut samples, mut encoded_bytes) = (0u64, 0u64, 0u64);
+    let mut decoded_samples = 0u64;
     let mut decode_time = Duration::ZERO;
     let started = Instant::now();
     for (i, &(t, all)) in steps.iter().enumerate() {
@@ -182,17 +196,20 @@ fn main() {
             let d = Instant::now();
             for b in &bytes {
                 encoded_bytes += b.len() as u64;
-                std::hint::black_box(Profile::decode(b.as_slice()).expect("decode"));
+                let p = Profile::decode(b.as_slice()).expect("decode");
+                decoded_samples += p.sample.len() as u64;
+                std::hint::black_box(p);
             }
             decode_time += d.elapsed();
         }
         gen_time += g.elapsed();
         profiles += batch.len() as u64;
         let s = Instant::now();
+        let c = thread_cpu();
         store.ingest_many(batch).expect("ingest");
+        ingest_cpu += thread_cpu() - c;
         ingest_time += s.elapsed();
     }
-    let _ = encoded_bytes;
     let wall = started.elapsed();
     let file_before_compact = store.file_bytes();
     let c = Instant::now();
@@ -201,6 +218,10 @@ fn main() {
     let used = store.used_bytes().expect("used");
     let file = store.file_bytes();
     let stats = store.stats();
+    let v = Instant::now();
+    store.vacuum().expect("vacuum");
+    let vacuum_time = v.elapsed();
+    let file_vacuumed = store.file_bytes();
 
     println!(
         "# kiln-store benchmark{}",
@@ -222,10 +243,15 @@ fn main() {
         stats.ingested_samples as f64 / ingest_time.as_secs_f64()
     );
     println!(
-        "pprof decode (prost, sampled): {:.0} samples/s",
-        (samples as f64 / (steps.len() as f64 / 50.0).max(1.0))
-            / decode_time.as_secs_f64().max(1e-9)
-            * (1.0)
+        "ingest CPU time of the ingesting thread: {:.1} s -> {:.0} profiles/s, {:.0} samples/s per core",
+        ingest_cpu.as_secs_f64(),
+        profiles as f64 / ingest_cpu.as_secs_f64(),
+        stats.ingested_samples as f64 / ingest_cpu.as_secs_f64()
+    );
+    println!(
+        "pprof decode (prost, every 50th batch, wall time): {:.0} samples/s, {:.1} bytes/sample encoded",
+        decoded_samples as f64 / decode_time.as_secs_f64().max(1e-9),
+        encoded_bytes as f64 / decoded_samples.max(1) as f64
     );
     println!(
         "generation time (not counted): {:.1} s, wall: {:.1} s",
@@ -235,6 +261,12 @@ fn main() {
     println!(
         "rollup compaction of the whole dataset: {:.1} s",
         compact_time.as_secs_f64()
+    );
+    println!(
+        "file after vacuum (redb compact, {:.1} s): {} bytes -> {:.2} bytes/sample",
+        vacuum_time.as_secs_f64(),
+        file_vacuumed,
+        file_vacuumed as f64 / stats.ingested_samples as f64
     );
     println!(
         "disk: file {} bytes (before rollups {}), pages in use {} bytes -> {:.2} bytes/sample (file), {:.2} bytes/sample (in use)",

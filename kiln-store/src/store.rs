@@ -411,12 +411,23 @@ impl Store {
             locs.insert(l.id, sym.location(key));
         }
         let mut acc: FxHashMap<u32, Vec<(u32, u64)>> = FxHashMap::default();
+        // Samples of one profile share most prefixes: a small, cache-resident map of this
+        // profile's trie nodes answers most lookups before the big global one.
+        let mut local: FxHashMap<(u32, u64), u32> = FxHashMap::default();
+        local.reserve(prof.location.len() * 2);
         for (i, s) in prof.sample.iter().enumerate() {
             let set = p.sample_set[i] as usize;
             let depth = s.location_id.len().min(self.opts.max_stack_depth);
             let mut stack = 0u32;
-            for id in s.location_id[..depth].iter().rev() {
-                stack = sym.stack(stack, locs.get(id).copied().unwrap_or(0));
+            for &id in s.location_id[..depth].iter().rev() {
+                stack = match local.get(&(stack, id)) {
+                    Some(&st) => st,
+                    None => {
+                        let st = sym.stack(stack, locs.get(&id).copied().unwrap_or(0));
+                        local.insert((stack, id), st);
+                        st
+                    }
+                };
             }
             for (ti, &v) in s.value.iter().enumerate() {
                 if let Some(series) = series_of[set * ntypes + ti] {
