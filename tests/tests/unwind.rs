@@ -36,11 +36,33 @@ fn build_chains() -> PathBuf {
     let w = root.join("tests/workloads");
     let tlib = tmp.join("libunwind_lib.so");
     let texe = tmp.join("unwind_chains");
-    gcc(&[&["-g", "-shared", "-fPIC", "-o", tlib.to_str().unwrap(), w.join("unwind_lib.c").to_str().unwrap()], NO_FP].concat());
     gcc(&[
-        &["-g", "-o", texe.to_str().unwrap(), w.join("unwind_chains.c").to_str().unwrap()][..],
+        &[
+            "-g",
+            "-shared",
+            "-fPIC",
+            "-o",
+            tlib.to_str().unwrap(),
+            w.join("unwind_lib.c").to_str().unwrap(),
+        ],
         NO_FP,
-        &["-L", dir.to_str().unwrap(), &format!("-L{}", tmp.display()), "-lunwind_lib", &format!("-Wl,-rpath,{}", dir.display())],
+    ]
+    .concat());
+    gcc(&[
+        &[
+            "-g",
+            "-o",
+            texe.to_str().unwrap(),
+            w.join("unwind_chains.c").to_str().unwrap(),
+        ][..],
+        NO_FP,
+        &[
+            "-L",
+            dir.to_str().unwrap(),
+            &format!("-L{}", tmp.display()),
+            "-lunwind_lib",
+            &format!("-Wl,-rpath,{}", dir.display()),
+        ],
     ]
     .concat());
     std::fs::rename(&tlib, &lib).unwrap();
@@ -56,7 +78,16 @@ fn build_rust() -> PathBuf {
     let exe = dir.join("rust_unwind");
     let tmp = dir.join(format!("rust_unwind.{}", std::process::id()));
     let st = Command::new("rustc")
-        .args(["-O", "-C", "force-frame-pointers=no", "-C", "debuginfo=1", "--edition", "2021", "-o"])
+        .args([
+            "-O",
+            "-C",
+            "force-frame-pointers=no",
+            "-C",
+            "debuginfo=1",
+            "--edition",
+            "2021",
+            "-o",
+        ])
         .arg(&tmp)
         .arg(root.join("tests/workloads/rust_unwind.rs"))
         .status()
@@ -82,7 +113,11 @@ fn share(stacks: &[FoldedStack], frame: &str) -> f64 {
     let total: u64 = stacks.iter().map(|s| s.count).sum();
     // C symbols are bare; Rust ones carry their path (rust_unwind::task_deep).
     let is = |f: &String| f == frame || f.ends_with(&format!("::{frame}"));
-    let hit: u64 = stacks.iter().filter(|s| s.frames.iter().any(is)).map(|s| s.count).sum();
+    let hit: u64 = stacks
+        .iter()
+        .filter(|s| s.frames.iter().any(is))
+        .map(|s| s.count)
+        .sum();
     hit as f64 / total.max(1) as f64
 }
 
@@ -91,7 +126,17 @@ fn record(pid: u32, secs: &str, extra: &[&str]) -> Vec<FoldedStack> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.folded");
     let pid_s = pid.to_string();
-    let mut args = vec!["record", "--pid", &pid_s, "-d", secs, "-F", "999", "-o", out.to_str().unwrap()];
+    let mut args = vec![
+        "record",
+        "--pid",
+        &pid_s,
+        "-d",
+        secs,
+        "-F",
+        "999",
+        "-o",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let o = kiln(&args);
     assert_success(&o);
@@ -105,12 +150,21 @@ fn complete_fraction(stacks: &[FoldedStack]) -> f64 {
     let ok: u64 = stacks
         .iter()
         .filter(|s| {
-            s.frames.iter().any(|f| f == "main" || f.ends_with("::main"))
-                && !s.frames.iter().any(|f| f.contains("[truncated]") || f.contains("[unknown]"))
+            s.frames
+                .iter()
+                .any(|f| f == "main" || f.ends_with("::main"))
+                && !s
+                    .frames
+                    .iter()
+                    .any(|f| f.contains("[truncated]") || f.contains("[unknown]"))
         })
         .map(|s| s.count)
         .sum();
-    let bad: Vec<_> = stacks.iter().filter(|s| !s.frames.iter().any(|f| f == "main")).take(5).collect();
+    let bad: Vec<_> = stacks
+        .iter()
+        .filter(|s| !s.frames.iter().any(|f| f == "main"))
+        .take(5)
+        .collect();
     eprintln!("incomplete examples: {bad:?}");
     ok as f64 / total.max(1) as f64
 }
@@ -120,8 +174,15 @@ fn check_shares(stacks: &[FoldedStack], out: &str) {
     for (task, secs) in &cpu {
         let want = secs / total;
         let got = share(stacks, task);
-        eprintln!("{task}: kiln {:.1}% truth {:.1}%", got * 100.0, want * 100.0);
-        assert!((got - want).abs() <= 0.03, "{task}: kiln {got:.3} vs truth {want:.3}");
+        eprintln!(
+            "{task}: kiln {:.1}% truth {:.1}%",
+            got * 100.0,
+            want * 100.0
+        );
+        assert!(
+            (got - want).abs() <= 0.03,
+            "{task}: kiln {got:.3} vs truth {want:.3}"
+        );
     }
 }
 
@@ -137,16 +198,27 @@ fn optimized_c_without_frame_pointers_has_complete_stacks() {
     let out = child.wait_stdout(Duration::from_secs(20));
     let complete = complete_fraction(&stacks);
     eprintln!("complete: {:.2}%", complete * 100.0);
-    assert!(complete >= 0.99, "only {:.2}% complete stacks", complete * 100.0);
+    assert!(
+        complete >= 0.99,
+        "only {:.2}% complete stacks",
+        complete * 100.0
+    );
     // The recursion is there in full: 70 recurse frames under task_deep.
     let deep = stacks
         .iter()
         .find(|s| s.frames.iter().any(|f| f == "deep_leaf"))
         .expect("deep_leaf sampled");
-    assert_eq!(deep.frames.iter().filter(|f| *f == "recurse").count(), 70, "{:?}", deep.frames);
+    assert_eq!(
+        deep.frames.iter().filter(|f| *f == "recurse").count(),
+        70,
+        "{:?}",
+        deep.frames
+    );
     let chain = ["main", "run", "task_lib", "lib_outer", "lib_inner"];
     assert!(
-        stacks.iter().any(|s| s.frames.windows(5).any(|w| w == chain)),
+        stacks
+            .iter()
+            .any(|s| s.frames.windows(5).any(|w| w == chain)),
         "the call through the shared library keeps its frames"
     );
     check_shares(&stacks, &out);
@@ -164,7 +236,11 @@ fn rust_release_without_frame_pointers_has_complete_stacks() {
     let out = child.wait_stdout(Duration::from_secs(20));
     let complete = complete_fraction(&stacks);
     eprintln!("complete: {:.2}%", complete * 100.0);
-    assert!(complete >= 0.99, "only {:.2}% complete stacks", complete * 100.0);
+    assert!(
+        complete >= 0.99,
+        "only {:.2}% complete stacks",
+        complete * 100.0
+    );
     check_shares(&stacks, &out);
 }
 
@@ -179,8 +255,14 @@ fn frame_pointers_only_flag_disables_dwarf() {
     let stacks = record(child.pid(), "3", &["--no-dwarf-unwind"]);
     drop(child);
     let complete = complete_fraction(&stacks);
-    eprintln!("complete with frame pointers only: {:.2}%", complete * 100.0);
-    assert!(complete < 0.5, "-O2 code without frame pointers should break FP stacks");
+    eprintln!(
+        "complete with frame pointers only: {:.2}%",
+        complete * 100.0
+    );
+    assert!(
+        complete < 0.5,
+        "-O2 code without frame pointers should break FP stacks"
+    );
 }
 
 /// Inclusive shares of `names` in `perf script` output of one pid.
@@ -207,7 +289,15 @@ fn perf_shares(script: &str, names: &[&str]) -> (HashMap<String, f64>, Vec<Vec<S
         stacks.push(frames);
     }
     (
-        names.iter().map(|n| (n.to_string(), counts.get(*n).copied().unwrap_or(0) as f64 / total.max(1) as f64)).collect(),
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    counts.get(*n).copied().unwrap_or(0) as f64 / total.max(1) as f64,
+                )
+            })
+            .collect(),
         stacks,
     )
 }
@@ -223,7 +313,17 @@ fn agrees_with_perf_dwarf_unwinding() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("perf.data");
     let perf = Command::new("perf")
-        .args(["record", "-q", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
         .arg(&data)
         .args(["-p", &child.pid().to_string(), "--", "sleep", "5"])
         .stdout(Stdio::null())
@@ -239,9 +339,20 @@ fn agrees_with_perf_dwarf_unwinding() {
         .arg(&data)
         .output()
         .expect("perf script");
-    let names = ["task_deep", "task_lib", "task_chain", "lib_inner", "chain_c", "deep_leaf"];
+    let names = [
+        "task_deep",
+        "task_lib",
+        "task_chain",
+        "lib_inner",
+        "chain_c",
+        "deep_leaf",
+    ];
     let (perf_share, perf_stacks) = perf_shares(&String::from_utf8_lossy(&script.stdout), &names);
-    assert!(perf_stacks.len() > 500, "perf recorded {} samples", perf_stacks.len());
+    assert!(
+        perf_stacks.len() > 500,
+        "perf recorded {} samples",
+        perf_stacks.len()
+    );
     for n in names {
         let k = share(&stacks, n);
         let p = perf_share[n];
@@ -252,6 +363,7 @@ fn agrees_with_perf_dwarf_unwinding() {
     let want = ["lib_inner", "lib_outer", "task_lib", "run", "main"];
     assert!(perf_stacks.iter().any(|s| s.windows(5).any(|w| w == want)));
     let want_root_first: Vec<&str> = want.iter().rev().copied().collect();
-    assert!(stacks.iter().any(|s| s.frames.windows(5).any(|w| w == want_root_first.as_slice())));
+    assert!(stacks
+        .iter()
+        .any(|s| s.frames.windows(5).any(|w| w == want_root_first.as_slice())));
 }
-

@@ -79,7 +79,9 @@ fn debian_packages() -> anyhow::Result<()> {
     };
     let mut install = vec!["install", "-y", "--no-install-recommends"];
     install.extend(&packages);
-    if !apt(&install) && !(apt(&["update"]) && apt(&install)) {
+    // A stale package index is the usual reason an install fails on a fresh machine.
+    let installed = apt(&install) || (apt(&["update"]) && apt(&install));
+    if !installed {
         bail!(
             "could not install the Debian packages {} (are you root, and is the Debian mirror reachable?); they provide: {}",
             packages.join(" "),
