@@ -5,7 +5,7 @@
 //! cargo run --release -p kiln-store --example bench -- --quick # smaller, for a smoke test
 //! ```
 //!
-//! Dataset (see BENCHMARKS.md): 20 services x 10 label sets, one CPU profile per 15 s
+//! Dataset (see docs/benchmarks.md, "Store"): 20 services x 10 label sets, one CPU profile per 15 s
 //! each, ~2000 distinct stacks per service at depths 10-40, ~250 distinct stacks per
 //! profile with Zipf-like weights. Ingest is measured on one thread (ingest_many with one
 //! batch = every series' profile for one 15 s step: one transaction, one fsync).

@@ -22,7 +22,7 @@
 //!
 //! Default frequency: 97 Hz (kiln-labels' `DEFAULT_FREQUENCY_HZ`): prime so it does not
 //! alias with periodic work at 100 Hz / 1 kHz, and at that rate the agent stays well
-//! under 0.5% of one CPU on an idle host (see `AGENT_BENCHMARKS.md`).
+//! under 0.5% of one CPU on an idle host (see docs/benchmarks.md, "Agent").
 
 mod encode;
 mod window;

@@ -224,7 +224,7 @@ pub struct AgentArgs {
 
     /// Samples per second on each CPU [default: 97, or the config file's `frequency`].
     /// 97 Hz is prime, so sampling does not alias with 100 Hz / 1 kHz timers, and it costs
-    /// well under 0.5% of one CPU on an idle host (see AGENT_BENCHMARKS.md).
+    /// well under 0.5% of one CPU on an idle host (see docs/benchmarks.md, "Agent").
     #[arg(long, short = 'F', value_name = "HZ")]
     pub frequency: Option<u32>,
 
