@@ -45,9 +45,17 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3 && i + 2 < argc; i++) weights[i] = atoi(argv[i + 2]);
     const unsigned long slice = 200000;
     double start = wall(), total0 = thread_cpu();
+    // Slices are drawn at random with the given weights: a fixed rotation would be
+    // periodic and could alias with the sampling clock.
+    int total_weight = weights[0] + weights[1] + weights[2];
+    unsigned long long rng = 0x9e3779b97f4a7c15ull ^ (unsigned long long)getpid();
     while (wall() - start < seconds) {
-        for (int w = 0; w < 3; w++)
-            for (int k = 0; k < weights[w]; k++) dispatch(w, slice);
+        for (int n = 0; n < 16; n++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            int r = (int)(rng % (unsigned long long)total_weight);
+            int w = r < weights[0] ? 0 : r < weights[0] + weights[1] ? 1 : 2;
+            dispatch(w, slice);
+        }
     }
     double total = thread_cpu() - total0;
     printf("{\"pid\":%d,\"cpu\":{\"work_a\":%.6f,\"work_b\":%.6f,\"work_c\":%.6f},\"total\":%.6f}\n",

@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
             step("running the Rust tests (unit and end-to-end)");
             let kiln = root().join("target/release/kiln");
             run(cargo()
-                .args(["test", "--workspace"])
+                .args(["test", "--workspace", "--no-fail-fast"])
                 .args(&cargo_args)
                 .env("KILN_BIN", &kiln))?;
             if root().join("ui/package.json").is_file() {
