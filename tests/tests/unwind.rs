@@ -20,8 +20,15 @@ fn require_root() -> bool {
 
 const NO_FP: &[&str] = &["-O2", "-fomit-frame-pointer"];
 
-/// Builds libunwind_lib.so and unwind_chains against it, both -O2 without frame pointers.
+/// Builds libunwind_lib.so and unwind_chains against it, both -O2 without frame pointers,
+/// once per test process: tests run in parallel threads, and rebuilding a binary that
+/// another test (or perf, reading it afterwards) is using would break that test.
 fn build_chains() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_chains_now).clone()
+}
+
+fn build_chains_now() -> PathBuf {
     let root = workspace_root();
     let dir = root.join("target/test-workloads/unwind");
     std::fs::create_dir_all(&dir).unwrap();
@@ -72,6 +79,11 @@ fn build_chains() -> PathBuf {
 }
 
 fn build_rust() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_rust_now).clone()
+}
+
+fn build_rust_now() -> PathBuf {
     let root = workspace_root();
     let dir = root.join("target/test-workloads/unwind");
     std::fs::create_dir_all(&dir).unwrap();
