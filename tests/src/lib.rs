@@ -66,7 +66,9 @@ pub fn build_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
         return exe;
     }
     // Build under a unique name, then rename: tests running side by side share the cache.
-    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
     let status = Command::new("gcc")
         .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
         .arg(&tmp)

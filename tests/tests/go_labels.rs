@@ -64,7 +64,14 @@ fn go_build(go: &Path, tag: &str, v: Variant) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join(format!("go-{tag}-{}", v.name()));
     // Build under a unique name, then rename: tests running side by side share the file.
-    let tmp = dir.join(format!("go-{tag}-{}.{}.tmp", v.name(), std::process::id()));
+    // Unique per call: tests in this process build the same variant in parallel.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "go-{tag}-{}.{}.{n}.tmp",
+        v.name(),
+        std::process::id()
+    ));
     let mut cmd = Command::new(go);
     cmd.arg("build")
         .arg(format!("-buildmode={}", if v.pie { "pie" } else { "exe" }))
