@@ -5,6 +5,56 @@ use std::collections::HashSet;
 
 use crate::pprof::Profile;
 
+/// A set of pprof ids (non-zero `u64`s chosen by the client). Ids are nearly always dense
+/// (`1..=n`), so membership is a bitmap indexed by id; when the largest id is far beyond
+/// the number of entries (sparse or huge ids) it falls back to a `HashSet` with the
+/// default, flooding-resistant hasher, so a hostile body cannot make either path slow or
+/// large.
+enum IdSet {
+    Bits(Vec<u64>),
+    Hash(HashSet<u64>),
+}
+
+impl IdSet {
+    /// A set sized for `ids`; `max` is their largest value.
+    fn for_ids(count: usize, max: u64) -> IdSet {
+        // At most ~64 bits per entry plus a small constant: a bitmap of up to
+        // `8 * count + 512` bytes.
+        let limit = (count as u64).saturating_mul(64).saturating_add(4096);
+        if max < limit {
+            IdSet::Bits(vec![0; (max / 64 + 1) as usize])
+        } else {
+            IdSet::Hash(HashSet::with_capacity(count))
+        }
+    }
+
+    /// Adds `id`; false when it was already present.
+    #[inline]
+    fn insert(&mut self, id: u64) -> bool {
+        match self {
+            IdSet::Bits(b) => {
+                let (w, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+                // `for_ids` sized the bitmap for the largest id inserted.
+                let word = &mut b[w];
+                let fresh = *word & bit == 0;
+                *word |= bit;
+                fresh
+            }
+            IdSet::Hash(h) => h.insert(id),
+        }
+    }
+
+    #[inline]
+    fn contains(&self, id: u64) -> bool {
+        match self {
+            IdSet::Bits(b) => b
+                .get((id / 64) as usize)
+                .is_some_and(|w| w & (1u64 << (id % 64)) != 0),
+            IdSet::Hash(h) => h.contains(&id),
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("string_table[0] must be the empty string")]
@@ -63,7 +113,8 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
     check_str("keep_frames", p.keep_frames)?;
     check_str("default_sample_type", p.default_sample_type)?;
 
-    let mut mappings = HashSet::new();
+    let max_id = |ids: &mut dyn Iterator<Item = u64>| ids.max().unwrap_or(0);
+    let mut mappings = IdSet::for_ids(p.mapping.len(), max_id(&mut p.mapping.iter().map(|m| m.id)));
     for m in &p.mapping {
         if m.id == 0 || !mappings.insert(m.id) {
             return Err(ValidationError::BadId {
@@ -74,7 +125,8 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
         check_str("mapping filename", m.filename)?;
         check_str("mapping build_id", m.build_id)?;
     }
-    let mut functions = HashSet::new();
+    let mut functions =
+        IdSet::for_ids(p.function.len(), max_id(&mut p.function.iter().map(|f| f.id)));
     for f in &p.function {
         if f.id == 0 || !functions.insert(f.id) {
             return Err(ValidationError::BadId {
@@ -86,7 +138,8 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
         check_str("function system_name", f.system_name)?;
         check_str("function filename", f.filename)?;
     }
-    let mut locations = HashSet::new();
+    let mut locations =
+        IdSet::for_ids(p.location.len(), max_id(&mut p.location.iter().map(|l| l.id)));
     for l in &p.location {
         if l.id == 0 || !locations.insert(l.id) {
             return Err(ValidationError::BadId {
@@ -94,7 +147,7 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
                 id: l.id,
             });
         }
-        if l.mapping_id != 0 && !mappings.contains(&l.mapping_id) {
+        if l.mapping_id != 0 && !mappings.contains(l.mapping_id) {
             return Err(ValidationError::Dangling {
                 what: "location",
                 target: "mapping",
@@ -102,7 +155,7 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
             });
         }
         for line in &l.line {
-            if !functions.contains(&line.function_id) {
+            if !functions.contains(line.function_id) {
                 return Err(ValidationError::Dangling {
                     what: "line",
                     target: "function",
@@ -124,7 +177,7 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
             return Err(ValidationError::NegativeValue { index, value });
         }
         for id in &s.location_id {
-            if !locations.contains(id) {
+            if !locations.contains(*id) {
                 return Err(ValidationError::Dangling {
                     what: "sample",
                     target: "location",

@@ -15,7 +15,8 @@ use crate::index::SeriesIndex;
 use crate::ingest::{prepare, IngestOutcome, IngestRequest, Prepared};
 use crate::rollup;
 use crate::schema;
-use crate::symbols::{LocKey, Symbols};
+use crate::hash::IdMap;
+use crate::symbols::Symbols;
 
 /// Tunables and limits of a [`Store`].
 #[derive(Clone, Debug)]
@@ -387,47 +388,68 @@ impl Store {
     ) -> Result<()> {
         let prof = &p.profile;
         let ntypes = p.types.len();
-        let mut funcs: FxHashMap<u64, u32> = FxHashMap::default();
+        // pprof string index -> store string id, filled on first use (function file names
+        // repeat across a profile's functions).
+        let mut strs: Vec<u32> = vec![u32::MAX; prof.string_table.len()];
+        let mut string = |sym: &mut Symbols, i: i64| -> u32 {
+            // `validate` checked every index we are given here.
+            let slot = &mut strs[i as usize];
+            if *slot == u32::MAX {
+                *slot = sym.string(prof.string(i));
+            }
+            *slot
+        };
+        let mut funcs = IdMap::for_ids(prof.function.iter().map(|f| f.id), prof.function.len());
         for f in &prof.function {
-            let name = sym.string(prof.string(f.name));
-            let file = sym.string(prof.string(f.filename));
+            let name = string(sym, f.name);
+            let file = string(sym, f.filename);
             funcs.insert(f.id, sym.function(name, file));
         }
-        let mut maps: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut maps = IdMap::for_ids(prof.mapping.iter().map(|m| m.id), prof.mapping.len());
         for m in &prof.mapping {
-            maps.insert(m.id, sym.string(prof.string(m.filename)));
+            let file = string(sym, m.filename);
+            maps.insert(m.id, file);
         }
-        let mut locs: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut locs = IdMap::for_ids(prof.location.iter().map(|l| l.id), prof.location.len());
+        let mut lines: Vec<(u32, i64)> = Vec::new();
         for l in &prof.location {
-            let key = LocKey {
-                mapping: maps.get(&l.mapping_id).copied().unwrap_or(0),
-                address: l.address,
-                lines: l
-                    .line
-                    .iter()
-                    .map(|ln| (funcs.get(&ln.function_id).copied().unwrap_or(0), ln.line))
-                    .collect(),
-            };
-            locs.insert(l.id, sym.location(key));
+            lines.clear();
+            lines.extend(l.line.iter().map(|ln| (funcs.get(ln.function_id), ln.line)));
+            let id = sym.location_lines(maps.get(l.mapping_id), l.address, &lines);
+            locs.insert(l.id, id);
         }
         let mut acc: FxHashMap<u32, Vec<(u32, u64)>> = FxHashMap::default();
-        // Samples of one profile share most prefixes: a small, cache-resident map of this
-        // profile's trie nodes answers most lookups before the big global one.
-        let mut local: FxHashMap<(u32, u64), u32> = FxHashMap::default();
-        local.reserve(prof.location.len() * 2);
-        for (i, s) in prof.sample.iter().enumerate() {
+        // Stacks: visit samples ordered by their root-first location path, so that a
+        // sample's prefix shared with the previous one resolves without any lookup and
+        // each trie node of this profile is looked up once.
+        let max_depth = self.opts.max_stack_depth;
+        let path = |i: usize| {
+            let ids = &prof.sample[i].location_id;
+            ids[..ids.len().min(max_depth)].iter().rev()
+        };
+        let mut order: Vec<u32> = (0..prof.sample.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| path(a as usize).cmp(path(b as usize)));
+        // The previous sample's path: pprof location ids, and the stack id at each depth.
+        let mut prev_ids: Vec<u64> = Vec::new();
+        let mut prev_stacks: Vec<u32> = Vec::new();
+        for &i in &order {
+            let i = i as usize;
+            let s = &prof.sample[i];
             let set = p.sample_set[i] as usize;
-            let depth = s.location_id.len().min(self.opts.max_stack_depth);
-            let mut stack = 0u32;
-            for &id in s.location_id[..depth].iter().rev() {
-                stack = match local.get(&(stack, id)) {
-                    Some(&st) => st,
-                    None => {
-                        let st = sym.stack(stack, locs.get(&id).copied().unwrap_or(0));
-                        local.insert((stack, id), st);
-                        st
-                    }
-                };
+            let mut shared = 0;
+            for (&a, &b) in path(i).zip(&prev_ids) {
+                if a != b {
+                    break;
+                }
+                shared += 1;
+            }
+            prev_ids.truncate(shared);
+            prev_stacks.truncate(shared);
+            let mut stack = prev_stacks.last().copied().unwrap_or(0);
+            for &id in path(i).skip(shared) {
+                stack = sym.stack(stack, locs.get(id));
+                prev_ids.push(id);
+                prev_stacks.push(stack);
             }
             for (ti, &v) in s.value.iter().enumerate() {
                 if let Some(series) = series_of[set * ntypes + ti] {

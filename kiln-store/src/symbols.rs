@@ -30,6 +30,9 @@ pub struct Symbols {
     functions: Vec<(u32, u32)>,
     function_ids: FxHashMap<(u32, u32), u32>,
     locations: Vec<LocKey>,
+    /// Locations with exactly one line (nearly all of them), keyed without allocating.
+    location1_ids: FxHashMap<(u32, u64, u32, i64), u32>,
+    /// Every other location (no line, or inlined frames).
     location_ids: FxHashMap<LocKey, u32>,
     stacks: Vec<(u32, u32)>,
     stack_ids: FxHashMap<(u32, u32), u32>,
@@ -75,6 +78,31 @@ impl Symbols {
     }
 
     pub fn location(&mut self, key: LocKey) -> u32 {
+        self.location_lines(key.mapping, key.address, &key.lines)
+    }
+
+    /// [`Symbols::location`] from borrowed parts: allocates only for a new location (or
+    /// one with other than one line).
+    pub fn location_lines(&mut self, mapping: u32, address: u64, lines: &[(u32, i64)]) -> u32 {
+        if let [(f, line)] = *lines {
+            let key = (mapping, address, f, line);
+            if let Some(&id) = self.location1_ids.get(&key) {
+                return id;
+            }
+            let id = self.locations.len() as u32;
+            self.locations.push(LocKey {
+                mapping,
+                address,
+                lines: lines.into(),
+            });
+            self.location1_ids.insert(key, id);
+            return id;
+        }
+        let key = LocKey {
+            mapping,
+            address,
+            lines: lines.into(),
+        };
         if let Some(&id) = self.location_ids.get(&key) {
             return id;
         }
@@ -82,6 +110,22 @@ impl Symbols {
         self.locations.push(key.clone());
         self.location_ids.insert(key, id);
         id
+    }
+
+    fn index_location(&mut self, l: LocKey, id: u32) {
+        if let [(f, line)] = *l.lines {
+            self.location1_ids.insert((l.mapping, l.address, f, line), id);
+        } else {
+            self.location_ids.insert(l, id);
+        }
+    }
+
+    fn unindex_location(&mut self, l: &LocKey) {
+        if let [(f, line)] = *l.lines {
+            self.location1_ids.remove(&(l.mapping, l.address, f, line));
+        } else {
+            self.location_ids.remove(l);
+        }
     }
 
     /// The stack `parent` extended by `location` toward the leaf.
@@ -153,8 +197,8 @@ impl Symbols {
         for f in self.functions.drain(m.functions..) {
             self.function_ids.remove(&f);
         }
-        for l in self.locations.drain(m.locations..) {
-            self.location_ids.remove(&l);
+        for l in self.locations.split_off(m.locations.min(self.locations.len())) {
+            self.unindex_location(&l);
         }
         for s in self.stacks.drain(m.stacks..) {
             self.stack_ids.remove(&s);
@@ -218,7 +262,7 @@ impl Symbols {
                 }
                 let l = decode_location(v.value()).map_err(corrupt("locations"))?;
                 s.locations.push(l.clone());
-                s.location_ids.insert(l, k.value());
+                s.index_location(l, k.value());
             }
         }
         if let Ok(t) = txn.open_table(schema::STACKS) {
