@@ -36,6 +36,12 @@ pub struct Symbols {
     location_ids: FxHashMap<LocKey, u32>,
     stacks: Vec<(u32, u32)>,
     stack_ids: FxHashMap<(u32, u32), u32>,
+    /// Per stack (indexed like `stacks`, possibly shorter): its most recently looked-up
+    /// child as `(location, child)`, `(u32::MAX, 0)` when none. Children of a node are
+    /// usually few and consecutive profiles repeat the same paths, so this answers most
+    /// trie lookups from a dense array (nodes of one path are mostly adjacent) before the
+    /// big hash map, whose probes are cache misses.
+    stack_hint: Vec<(u32, u32)>,
 }
 
 /// Lengths of every table at one point, to persist or roll back what came after.
@@ -131,13 +137,28 @@ impl Symbols {
     /// The stack `parent` extended by `location` toward the leaf.
     #[inline]
     pub fn stack(&mut self, parent: u32, location: u32) -> u32 {
-        let key = (parent, location);
-        if let Some(&id) = self.stack_ids.get(&key) {
-            return id;
+        let p = parent as usize;
+        if let Some(&(loc, child)) = self.stack_hint.get(p) {
+            if loc == location && child != 0 {
+                return child;
+            }
         }
-        let id = self.stacks.len() as u32;
-        self.stacks.push(key);
-        self.stack_ids.insert(key, id);
+        let key = (parent, location);
+        let id = match self.stack_ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.stacks.len() as u32;
+                self.stacks.push(key);
+                self.stack_ids.insert(key, id);
+                id
+            }
+        };
+        if p < self.stacks.len() {
+            if self.stack_hint.len() < self.stacks.len() {
+                self.stack_hint.resize(self.stacks.len(), (u32::MAX, 0));
+            }
+            self.stack_hint[p] = (location, id);
+        }
         id
     }
 
@@ -200,9 +221,17 @@ impl Symbols {
         for l in self.locations.split_off(m.locations.min(self.locations.len())) {
             self.unindex_location(&l);
         }
-        for s in self.stacks.drain(m.stacks..) {
+        let cut = m.stacks.min(self.stacks.len());
+        for s in self.stacks.drain(cut..) {
             self.stack_ids.remove(&s);
+            // A surviving parent must not keep a hint to a forgotten child.
+            if let Some(h) = self.stack_hint.get_mut(s.0 as usize) {
+                if h.1 as usize >= cut {
+                    *h = (u32::MAX, 0);
+                }
+            }
         }
+        self.stack_hint.truncate(cut);
     }
 
     /// Writes everything interned after `m`.
@@ -333,6 +362,25 @@ mod tests {
         s.rollback(m);
         assert_eq!(s.counts(), [2, 0, 0, 1]);
         assert_eq!(s.stack_of(st), None);
+        // The trie-hint of the root must not survive the rollback either.
+        let f2 = s.function(a, 0);
+        let l2 = s.location(LocKey {
+            mapping: 0,
+            address: 2,
+            lines: vec![(f2, 1)].into(),
+        });
+        let st2 = s.stack(0, l2);
+        assert_eq!(s.stack_of(st2), Some((0, l2)));
+        let leaf = s.stack(st2, l2);
+        assert_eq!(s.stack(st2, l2), leaf);
+        assert_eq!(s.stack_of(leaf), Some((st2, l2)));
+        let m2 = s.mark();
+        let other = s.stack(st2, l2 + 7);
+        assert_ne!(other, leaf);
+        s.rollback(m2);
+        assert_eq!(s.stack(st2, l2), leaf);
+        assert_eq!(s.stack(st2, l2 + 7), other);
+        assert_eq!(s.stack_of(other), Some((st2, l2 + 7)));
     }
 
     #[test]
