@@ -10,7 +10,6 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
 use crate::codec::{decode_block, encode_block, merge_pairs, normalize};
 use crate::error::{CorruptError, Result, StoreError};
-use crate::hash::FxHashMap;
 use crate::index::SeriesIndex;
 use crate::ingest::{prepare, IngestOutcome, IngestRequest, Prepared};
 use crate::rollup;
@@ -418,44 +417,52 @@ impl Store {
             let id = sym.location_lines(maps.get(l.mapping_id), l.address, &lines);
             locs.insert(l.id, id);
         }
-        let mut acc: FxHashMap<u32, Vec<(u32, u64)>> = FxHashMap::default();
+        // Pairs per `(label set, sample type)` slot of `series_of` (distinct slots are
+        // distinct series).
+        let mut acc: Vec<Vec<(u32, u64)>> = vec![Vec::new(); series_of.len()];
         // Stacks: visit samples ordered by their root-first location path, so that a
         // sample's prefix shared with the previous one resolves without any lookup and
-        // each trie node of this profile is looked up once.
+        // each trie node of this profile is looked up once. Paths are copied root-first
+        // into one buffer so the sort compares plain slices.
         let max_depth = self.opts.max_stack_depth;
+        let mut paths: Vec<u64> = Vec::new();
+        let mut bounds: Vec<(u32, u32)> = Vec::with_capacity(prof.sample.len());
+        for s in &prof.sample {
+            let ids = &s.location_id[..s.location_id.len().min(max_depth)];
+            let start = paths.len() as u32;
+            paths.extend(ids.iter().rev());
+            bounds.push((start, paths.len() as u32));
+        }
         let path = |i: usize| {
-            let ids = &prof.sample[i].location_id;
-            ids[..ids.len().min(max_depth)].iter().rev()
+            let (a, b) = bounds[i];
+            &paths[a as usize..b as usize]
         };
         let mut order: Vec<u32> = (0..prof.sample.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| path(a as usize).cmp(path(b as usize)));
-        // The previous sample's path: pprof location ids, and the stack id at each depth.
-        let mut prev_ids: Vec<u64> = Vec::new();
+        // The previous sample's path, and the stack id at each of its depths.
+        let mut prev: &[u64] = &[];
         let mut prev_stacks: Vec<u32> = Vec::new();
         for &i in &order {
             let i = i as usize;
             let s = &prof.sample[i];
             let set = p.sample_set[i] as usize;
-            let mut shared = 0;
-            for (&a, &b) in path(i).zip(&prev_ids) {
-                if a != b {
-                    break;
-                }
-                shared += 1;
-            }
-            prev_ids.truncate(shared);
+            let cur = path(i);
+            let shared = cur
+                .iter()
+                .zip(prev)
+                .take_while(|(a, b)| a == b)
+                .count();
             prev_stacks.truncate(shared);
             let mut stack = prev_stacks.last().copied().unwrap_or(0);
-            for &id in path(i).skip(shared) {
+            for &id in &cur[shared..] {
                 stack = sym.stack(stack, locs.get(id));
-                prev_ids.push(id);
                 prev_stacks.push(stack);
             }
+            prev = cur;
             for (ti, &v) in s.value.iter().enumerate() {
-                if let Some(series) = series_of[set * ntypes + ti] {
-                    if v > 0 {
-                        acc.entry(series).or_default().push((stack, v as u64));
-                    }
+                let slot = set * ntypes + ti;
+                if v > 0 && series_of[slot].is_some() {
+                    acc[slot].push((stack, v as u64));
                 }
             }
         }
@@ -465,7 +472,10 @@ impl Store {
             table: "raw",
             source,
         };
-        for (series, mut pairs) in acc {
+        for (slot, mut pairs) in acc.into_iter().enumerate() {
+            let Some(series) = series_of[slot] else {
+                continue;
+            };
             normalize(&mut pairs);
             if pairs.is_empty() {
                 continue;
