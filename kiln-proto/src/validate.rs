@@ -125,8 +125,10 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
         check_str("mapping filename", m.filename)?;
         check_str("mapping build_id", m.build_id)?;
     }
-    let mut functions =
-        IdSet::for_ids(p.function.len(), max_id(&mut p.function.iter().map(|f| f.id)));
+    let mut functions = IdSet::for_ids(
+        p.function.len(),
+        max_id(&mut p.function.iter().map(|f| f.id)),
+    );
     for f in &p.function {
         if f.id == 0 || !functions.insert(f.id) {
             return Err(ValidationError::BadId {
@@ -138,8 +140,10 @@ pub fn validate(p: &Profile) -> Result<(), ValidationError> {
         check_str("function system_name", f.system_name)?;
         check_str("function filename", f.filename)?;
     }
-    let mut locations =
-        IdSet::for_ids(p.location.len(), max_id(&mut p.location.iter().map(|l| l.id)));
+    let mut locations = IdSet::for_ids(
+        p.location.len(),
+        max_id(&mut p.location.iter().map(|l| l.id)),
+    );
     for l in &p.location {
         if l.id == 0 || !locations.insert(l.id) {
             return Err(ValidationError::BadId {

@@ -10,11 +10,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
 use crate::codec::{decode_block, encode_block, merge_pairs, normalize};
 use crate::error::{CorruptError, Result, StoreError};
+use crate::hash::IdMap;
 use crate::index::SeriesIndex;
 use crate::ingest::{prepare, IngestOutcome, IngestRequest, Prepared};
 use crate::rollup;
 use crate::schema;
-use crate::hash::IdMap;
 use crate::symbols::Symbols;
 
 /// Tunables and limits of a [`Store`].
@@ -447,11 +447,7 @@ impl Store {
             let s = &prof.sample[i];
             let set = p.sample_set[i] as usize;
             let cur = path(i);
-            let shared = cur
-                .iter()
-                .zip(prev)
-                .take_while(|(a, b)| a == b)
-                .count();
+            let shared = cur.iter().zip(prev).take_while(|(a, b)| a == b).count();
             prev_stacks.truncate(shared);
             let mut stack = prev_stacks.last().copied().unwrap_or(0);
             for &id in &cur[shared..] {

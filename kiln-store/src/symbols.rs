@@ -120,7 +120,8 @@ impl Symbols {
 
     fn index_location(&mut self, l: LocKey, id: u32) {
         if let [(f, line)] = *l.lines {
-            self.location1_ids.insert((l.mapping, l.address, f, line), id);
+            self.location1_ids
+                .insert((l.mapping, l.address, f, line), id);
         } else {
             self.location_ids.insert(l, id);
         }
@@ -218,7 +219,10 @@ impl Symbols {
         for f in self.functions.drain(m.functions..) {
             self.function_ids.remove(&f);
         }
-        for l in self.locations.split_off(m.locations.min(self.locations.len())) {
+        for l in self
+            .locations
+            .split_off(m.locations.min(self.locations.len()))
+        {
             self.unindex_location(&l);
         }
         let cut = m.stacks.min(self.stacks.len());
