@@ -9,7 +9,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     hash::{BuildHasher, Hasher},
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
@@ -25,34 +25,8 @@ use prost::Message;
 /// The secret every test workload carries in its environment; it must never surface.
 pub const SECRET_VALUE: &str = "hunter2-kiln-agent-secret";
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `$KILN_BIN`, else `target/release/kiln`, else `target/debug/kiln`.
-pub fn kiln_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KILN_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    for profile in ["release", "debug"] {
-        let p = target.join(profile).join("kiln");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("no kiln binary found: run `cargo build -p profiler-daemon` (or set KILN_BIN)");
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+// The shared helpers of the test library, so both kinds of tests find the same binary.
+pub use kiln_tests::{free_port, is_root, kiln_bin, workspace_root};
 
 /// True (with a message) when the test cannot run here.
 pub fn skip_unless_root(test: &str) -> bool {
@@ -115,14 +89,6 @@ pub fn random_pod_uid() -> String {
 /// A short random token to tell this test's processes apart from everything else.
 pub fn token() -> String {
     format!("t{:012x}", random_u64() & 0xffff_ffff_ffff)
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released; tests use it right away).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 pub const UNIFIED: &str = "/sys/fs/cgroup/unified";

@@ -90,7 +90,21 @@ pub fn step(what: &str) {
     eprintln!("\x1b[1mxtask:\x1b[0m {what}");
 }
 
+/// Puts cargo's bin directory (where setup installs bpf-linker) on PATH for every tool
+/// xtask runs, so `cargo xtask ...` works the same whether or not the shell has it.
+fn with_cargo_bin_on_path() {
+    let bin = setup::cargo_bin_dir();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|p| p == bin) {
+        let joined = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)))
+            .expect("PATH entries contain no separator");
+        // SAFETY: called first thing in main, before any thread starts.
+        unsafe { std::env::set_var("PATH", joined) };
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    with_cargo_bin_on_path();
     match Cli::parse().task {
         Task::Setup { no_ui } => setup::all(!no_ui),
         Task::Test {
