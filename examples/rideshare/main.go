@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,7 +26,7 @@ var (
 	// Units of work per unit of search radius; one unit is ~0.2 ms of CPU.
 	workPerRadius = envInt("WORK_PER_RADIUS", 10)
 	started       = time.Now()
-	sink          uint64
+	sink          atomic.Uint64
 )
 
 func envOr(name, def string) string {
@@ -44,7 +45,9 @@ func envInt(name string, def int) int {
 
 // The CPU-burning loops live in the body of each function that "does the work" rather
 // than in a shared helper: a frameless leaf helper would hide its caller from a
-// frame-pointer unwinder.
+// frame-pointer unwinder. Each loop accumulates locally: concurrent requests writing one
+// shared variable would bounce its cache line between CPUs and make a unit's cost depend
+// on how many requests overlap.
 const iterationsPerUnit = 200000
 
 // highPhase reports whether us-west-1's mutex hotspot is in its high phase.
@@ -62,9 +65,11 @@ func mutexLock(searchWork int) {
 	if highPhase() {
 		units = searchWork * 245 / 100
 	}
+	acc := uint64(0)
 	for i := 0; i < units*iterationsPerUnit; i++ {
-		sink += uint64(i)*uint64(i) ^ sink>>3
+		acc += uint64(i)*uint64(i) ^ acc>>3
 	}
+	sink.Add(acc)
 }
 
 //go:noinline
@@ -78,9 +83,11 @@ func checkDriverAvailability(searchWork int) {
 func FindNearestVehicle(ctx context.Context, searchRadius int, vehicle string) {
 	pprof.Do(ctx, pprof.Labels("vehicle", vehicle), func(context.Context) {
 		searchWork := searchRadius * workPerRadius
+		acc := uint64(0)
 		for i := 0; i < searchWork*iterationsPerUnit; i++ {
-			sink += uint64(i)*uint64(i) ^ sink>>3
+			acc += uint64(i)*uint64(i) ^ acc>>3
 		}
+		sink.Add(acc)
 		checkDriverAvailability(searchWork)
 	})
 }

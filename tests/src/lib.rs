@@ -271,6 +271,30 @@ pub fn urlencode(s: &str) -> String {
 
 /// Totals per function name in a flamebearer (single format: 4 ints per node), and the
 /// root's total. A name counted once per node, so recursion double counts.
+/// Self value per function name in a Pyroscope flamebearer render, summed over all nodes.
+pub fn flamebearer_self(render: &serde_json::Value) -> HashMap<String, u64> {
+    let fb = &render["flamebearer"];
+    let names: Vec<&str> = fb["names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .map(|n| n.as_str().unwrap_or(""))
+        .collect();
+    let mut selfs: HashMap<String, u64> = HashMap::new();
+    for level in fb["levels"].as_array().expect("levels") {
+        let level: Vec<i64> = level
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        for node in level.chunks(4) {
+            *selfs.entry(names[node[3] as usize].to_owned()).or_default() += node[2] as u64;
+        }
+    }
+    selfs
+}
+
 pub fn flamebearer_totals(render: &serde_json::Value) -> (HashMap<String, u64>, u64) {
     let fb = &render["flamebearer"];
     let names: Vec<&str> = fb["names"]
