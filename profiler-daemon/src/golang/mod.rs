@@ -65,11 +65,17 @@ pub fn runtime_offsets(version: (u32, u32)) -> Option<GoOffsets> {
 /// What the sampler needs to read labels in processes running `path`, or `Ok(None)` if
 /// it is not a Go program.
 pub fn detect(path: &Path) -> Result<Option<(String, GoOffsets)>, GoError> {
-    let data = std::fs::read(path).map_err(|source| GoError::Read {
+    let read_error = |source| GoError::Read {
         path: path.display().to_string(),
         source,
-    })?;
-    let file = object::File::parse(data.as_slice())?;
+    };
+    let f = std::fs::File::open(path).map_err(read_error)?;
+    // Mapped, not read: only the headers, build info and pclntab pages are touched, so a
+    // large binary costs no heap. A file truncated under us can SIGBUS, the same risk every
+    // ELF reader that maps files (blazesym too) takes.
+    // SAFETY: read-only mapping of a regular file.
+    let data = unsafe { memmap2::Mmap::map(&f) }.map_err(read_error)?;
+    let file = object::File::parse(&*data)?;
     let Some(version) = go_version(&file) else {
         return Ok(None);
     };

@@ -1,8 +1,8 @@
 //! Keeps the kernel's unwind state in step with the processes being profiled.
 //!
 //! Kernel layout (see `profiler_common::unwind`):
-//! - `UNWIND_ROWS`: one array of [`UnwindRow`]s (8 bytes each), sized by the memory cap
-//!   and mmapped here, so a table is written with plain stores, not one syscall per row.
+//! - `UNWIND_ROWS`: one array of [`UnwindRow`]s (8 bytes each), sized by the memory cap;
+//!   a table is written through a transient mmap of its pages, not one syscall per row.
 //!   Each binary's table is one contiguous range, allocated first-fit from a free list.
 //! - `UNWIND_MAPPINGS[slot]`: a process's executable mappings ([`ProcUnwindInfo`]).
 //! - `UNWIND_PROCS[tgid] = slot`: only processes with at least one table are present;
@@ -32,7 +32,7 @@ pub trait UnwindMaps {
     fn row_capacity(&self) -> u32;
     /// Process slots `UNWIND_MAPPINGS` holds.
     fn slot_capacity(&self) -> u32;
-    fn write_rows(&mut self, start: u32, rows: &[UnwindRow]);
+    fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) -> anyhow::Result<()>;
     fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()>;
     fn remove_process(&mut self, pid: u32);
 }
@@ -342,7 +342,16 @@ impl<M: UnwindMaps> UnwindLoader<M> {
                 }
             }
         };
-        self.maps.write_rows(start, &table.rows);
+        if let Err(e) = self.maps.write_rows(start, &table.rows) {
+            log::warn!(
+                "loading the unwind table of {} failed: {e:#}",
+                binary.path.display()
+            );
+            self.free.release(start, len);
+            self.stats.compile_errors += 1;
+            self.binaries.insert(id, None);
+            return None;
+        }
         self.tables.insert(
             key.clone(),
             Loaded {
@@ -402,10 +411,8 @@ impl FreeList {
 /// The real maps: `UNWIND_ROWS` mmapped, `UNWIND_PROCS` and `UNWIND_MAPPINGS` through
 /// syscalls.
 pub struct BpfUnwindMaps {
-    rows: *mut UnwindRow,
     rows_len: u32,
-    mmap_len: usize,
-    _rows_map: aya::maps::MapData,
+    rows_map: aya::maps::MapData,
     procs: aya::maps::HashMap<aya::maps::MapData, u32, u32>,
     mappings: aya::maps::Array<aya::maps::MapData, ProcUnwindInfo>,
 }
@@ -425,39 +432,14 @@ impl BpfUnwindMaps {
         let aya::maps::Map::Array(rows_map) = take(ebpf, names::ROWS)? else {
             anyhow::bail!("{} is not an array map", names::ROWS);
         };
-        let mmap_len = (rows as usize * size_of::<UnwindRow>()).next_multiple_of(4096);
-        // SAFETY: mapping a BPF_F_MMAPABLE array of exactly this size; checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mmap_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                rows_map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error())
-                .context("mapping the unwind table map (UNWIND_ROWS) into memory failed");
-        }
         let procs = aya::maps::HashMap::try_from(take(ebpf, names::PROCS)?)?;
         let mappings = aya::maps::Array::try_from(take(ebpf, names::MAPPINGS)?)?;
         Ok(Self {
-            rows: ptr.cast(),
             rows_len: rows,
-            mmap_len,
-            _rows_map: rows_map,
+            rows_map,
             procs,
             mappings,
         })
-    }
-}
-
-impl Drop for BpfUnwindMaps {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `take`.
-        unsafe { libc::munmap(self.rows.cast(), self.mmap_len) };
     }
 }
 
@@ -470,13 +452,47 @@ impl UnwindMaps for BpfUnwindMaps {
         self.mappings.len()
     }
 
-    fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) {
+    fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) -> anyhow::Result<()> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
         assert!(start as usize + rows.len() <= self.rows_len as usize);
-        // SAFETY: in bounds (asserted); the kernel reads these rows only once a process
-        // referencing them is registered, which happens after this copy (a syscall).
-        unsafe {
-            std::ptr::copy_nonoverlapping(rows.as_ptr(), self.rows.add(start as usize), rows.len())
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Map only the pages being written: a mapping of a BPF array is populated whole
+        // when made, so keeping all of it mapped would count the entire array (64 MiB by
+        // default) in this process's RSS.
+        const PAGE: usize = 4096;
+        let first_byte = start as usize * size_of::<UnwindRow>();
+        let offset = first_byte & !(PAGE - 1);
+        let len = (first_byte + size_of_val(rows) - offset).next_multiple_of(PAGE);
+        // SAFETY: a shared mapping of pages inside the BPF_F_MMAPABLE array (the assert
+        // above keeps the window within the array's page-rounded size).
+        let window = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.rows_map.fd().as_fd().as_raw_fd(),
+                offset as libc::off_t,
+            )
         };
+        if window == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .context("mapping the unwind table map (UNWIND_ROWS) into memory failed");
+        }
+        // SAFETY: the window covers [offset, offset + len) ⊇ the rows' bytes; the kernel
+        // reads these rows only once a process referencing them is registered, which
+        // happens after this copy (a syscall).
+        unsafe {
+            let dst = window
+                .cast::<u8>()
+                .add(first_byte - offset)
+                .cast::<UnwindRow>();
+            std::ptr::copy_nonoverlapping(rows.as_ptr(), dst, rows.len());
+            libc::munmap(window, len);
+        }
+        Ok(())
     }
 
     fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()> {

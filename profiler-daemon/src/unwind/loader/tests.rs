@@ -20,8 +20,9 @@ impl UnwindMaps for FakeMaps {
     fn slot_capacity(&self) -> u32 {
         self.slots
     }
-    fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) {
+    fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) -> anyhow::Result<()> {
         self.rows[start as usize..start as usize + rows.len()].copy_from_slice(rows);
+        Ok(())
     }
     fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()> {
         self.procs.insert(pid, (slot, *info));
