@@ -424,7 +424,6 @@ impl BpfUnwindMaps {
     /// Takes the unwinder's maps out of a loaded object.
     pub fn take(ebpf: &mut aya::Ebpf, rows: u32) -> anyhow::Result<Self> {
         use profiler_common::unwind::names;
-        use std::os::fd::{AsFd as _, AsRawFd as _};
         let take = |ebpf: &mut aya::Ebpf, name: &str| {
             ebpf.take_map(name)
                 .with_context(|| format!("the eBPF object has no map {name}"))
