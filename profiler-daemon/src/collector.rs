@@ -54,6 +54,7 @@ impl Collector {
             procs.take_captured();
             unwind = Some(loader);
         })?;
+        release_free_heap();
         Ok(Self {
             sampler,
             procs,
@@ -218,6 +219,7 @@ impl Collector {
         }
         // Processes the aggregate re-read (code mapped since: dlopen).
         self.sync_unwind();
+        release_free_heap();
         Ok(skipped)
     }
 
@@ -227,6 +229,17 @@ impl Collector {
 
     pub fn symbolizer_stats(&self) -> SymbolizerStats {
         self.symbolizer.stats()
+    }
+}
+
+/// Returns freed heap pages to the kernel. Loading (BTF, the eBPF object), compiling
+/// unwind tables and parsing debug info are bursts of short-lived allocations; glibc keeps
+/// the freed memory mapped, which would hold RSS at the burst's peak for the whole run.
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

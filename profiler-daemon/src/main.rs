@@ -6,6 +6,7 @@ mod cmd;
 mod collector;
 mod export;
 mod golang;
+mod kallsyms;
 mod metrics;
 mod output;
 mod privileges;

@@ -28,6 +28,16 @@ pub struct Binary {
 }
 
 impl Binary {
+    #[cfg(test)]
+    pub fn open(path: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            path: path.into(),
+            name: path.rsplit('/').next().unwrap_or(path).into(),
+            build_id: None,
+            file: File::open(path)?,
+        })
+    }
+
     /// A path through which this process can read the binary, however it was reached.
     pub fn open_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))

@@ -1,17 +1,20 @@
 //! Turns addresses into function names: user addresses by (binary, file offset) with
 //! blazesym (ELF symbols, DWARF with inlined functions and lines, Go, demangling), kernel
-//! addresses with kallsyms. Results are cached per binary and offset, so an address seen
+//! addresses with kallsyms (our compact table, see [`crate::kallsyms`]). Results are cached per binary and offset, so an address seen
 //! again costs one hash lookup.
 
 use std::{collections::HashMap, sync::Arc};
 
 use blazesym::symbolize::{
     evict,
-    source::{Elf, Kernel, Source},
+    source::{Elf, Source},
     CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
 };
 
-use crate::procs::{Binary, BinaryId};
+use crate::{
+    kallsyms::Kallsyms,
+    procs::{Binary, BinaryId},
+};
 
 /// One function in a location. A location holds several when functions were inlined.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,7 +40,8 @@ pub struct SymbolizerStats {
 
 pub struct Symbolizer {
     blazesym: Blazesym,
-    kernel_source: Source<'static>,
+    /// Loaded on the first kernel address.
+    kallsyms: Option<Kallsyms>,
     user: HashMap<(BinaryId, u64), Frames>,
     kernel: HashMap<u64, Frames>,
     max_entries: usize,
@@ -57,14 +61,9 @@ impl Symbolizer {
             .enable_inlined_fns(true)
             .enable_demangling(true)
             .build();
-        let kernel = Kernel {
-            // kallsyms is enough for names and needs no vmlinux search on every start.
-            vmlinux: blazesym::MaybeDefault::None,
-            ..Default::default()
-        };
         Self {
             blazesym,
-            kernel_source: Source::Kernel(kernel),
+            kallsyms: None,
             user: HashMap::new(),
             kernel: HashMap::new(),
             max_entries,
@@ -100,7 +99,7 @@ impl Symbolizer {
             .blazesym
             .symbolize_single(&src, Input::FileOffset(file_offset))
         {
-            Ok(Symbolized::Sym(sym)) => frames_of(&sym, ""),
+            Ok(Symbolized::Sym(sym)) => frames_of(&sym),
             _ => unknown(&binary.name, file_offset),
         };
         self.user.insert((id, file_offset), frames.clone());
@@ -116,36 +115,41 @@ impl Symbolizer {
         if self.kernel.len() >= self.max_entries {
             self.kernel.clear();
         }
-        let frames = match self
-            .blazesym
-            .symbolize_single(&self.kernel_source, Input::AbsAddr(addr))
+        let function = match self
+            .kallsyms
+            .get_or_insert_with(Kallsyms::load)
+            .lookup(addr)
         {
-            Ok(Symbolized::Sym(sym)) => frames_of(&sym, KERNEL_SUFFIX),
-            _ => Arc::from(vec![Frame {
-                function: format!("[kernel]+0x{addr:x}{KERNEL_SUFFIX}").into(),
-                file: None,
-                line: 0,
-            }]),
+            Some(name) => format!("{name}{KERNEL_SUFFIX}"),
+            None => format!("[kernel]+0x{addr:x}{KERNEL_SUFFIX}"),
         };
+        let frames: Frames = Arc::from(vec![Frame {
+            function: function.into(),
+            file: None,
+            line: 0,
+        }]);
         self.kernel.insert(addr, frames.clone());
         frames
     }
 
-    /// Ends a drain: keeps at most `keep` binaries parsed, evicting the least recently
-    /// used. Their symbolized addresses stay cached; only new addresses re-parse them.
-    /// This bounds memory on hosts with many large binaries (debug info is big).
+    /// Ends a drain: keeps parsed only the binaries this drain needed, at most `keep` of
+    /// them (the most recently used). Their symbolized addresses stay cached, so a binary
+    /// that needed nothing new in a whole drain is warm and unlikely to need parsing again
+    /// soon, while its parsed debug info (tens of MB for a large binary) would stay
+    /// resident for as long as it is kept.
     pub fn end_drain(&mut self, keep: usize) {
+        let current = self.drain;
         self.drain += 1;
-        if self.parsed.len() <= keep {
-            return;
-        }
         let mut by_age: Vec<(u64, BinaryId)> = self
             .parsed
             .iter()
             .map(|(id, (_, used))| (*used, *id))
             .collect();
-        by_age.sort_unstable();
-        for (_, id) in by_age.into_iter().take(self.parsed.len() - keep) {
+        by_age.sort_unstable_by(|a, b| b.cmp(a));
+        for (i, (used, id)) in by_age.into_iter().enumerate() {
+            if used == current && i < keep {
+                continue;
+            }
             if let Some((path, _)) = self.parsed.remove(&id) {
                 let _ = self
                     .blazesym
@@ -174,9 +178,9 @@ pub fn unknown(binary: &str, offset: u64) -> Frames {
     }])
 }
 
-fn frames_of(sym: &Sym<'_>, suffix: &str) -> Frames {
+fn frames_of(sym: &Sym<'_>) -> Frames {
     let frame = |name: &str, ci: Option<&CodeInfo<'_>>| Frame {
-        function: format!("{name}{suffix}").into(),
+        function: name.into(),
         file: ci.map(|ci| Arc::from(ci.to_path().to_string_lossy().as_ref())),
         line: ci.and_then(|ci| ci.line).unwrap_or(0),
     };
@@ -188,4 +192,40 @@ fn frames_of(sym: &Sym<'_>, suffix: &str) -> Frames {
     }
     frames.reverse();
     frames.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_binaries_are_released_after_a_drain_that_did_not_need_them() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let binary = Binary::open(exe.to_str().unwrap()).unwrap();
+        let mut sym = Symbolizer::new(1000);
+        // Any offset inside the text: the answer does not matter, only the parse does.
+        let offset = 0x2000;
+        sym.user(1, &binary, offset);
+        sym.end_drain(16);
+        assert_eq!(sym.parsed.len(), 1, "used in this drain: kept parsed");
+        sym.end_drain(16);
+        assert!(sym.parsed.is_empty(), "unused for a drain: released");
+        // Its addresses stay cached.
+        let hits = sym.stats().hits;
+        sym.user(1, &binary, offset);
+        assert_eq!(sym.stats().hits, hits + 1);
+        assert!(sym.parsed.is_empty());
+    }
+
+    #[test]
+    fn at_most_keep_binaries_stay_parsed() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let binary = Binary::open(exe.to_str().unwrap()).unwrap();
+        let mut sym = Symbolizer::new(1000);
+        for id in 0..3 {
+            sym.user(id, &binary, 0x2000);
+        }
+        sym.end_drain(2);
+        assert_eq!(sym.parsed.len(), 2);
+    }
 }

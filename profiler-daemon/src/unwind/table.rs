@@ -128,12 +128,15 @@ const UNSUPPORTED: Rule = Rule {
     rbp_offset: 0,
 };
 
+/// An FDE's range and where its rules sit in the shared rule list (one flat list rather
+/// than a vector per FDE: a large binary has tens of thousands of FDEs).
 struct Fde {
     start: u64,
     end: u64,
     /// 0 = .eh_frame, 1 = .debug_frame (the former wins where both cover a pc).
     source: u8,
-    rules: Vec<(u64, Rule)>,
+    first_rule: u32,
+    rule_count: u32,
 }
 
 /// Compiles an ELF image. `Ok(None)`: no CFI.
@@ -159,6 +162,7 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
         .collect();
     let mut stats = TableStats::default();
     let mut fdes = Vec::new();
+    let mut fde_rules = Vec::new();
 
     let addr_of = |name: &str| obj.section_by_name(name).map(|s| s.address());
     if let Some(section) = obj.section_by_name(".eh_frame") {
@@ -174,15 +178,22 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
             bases = bases.set_got(a);
         }
         let eh = EhFrame::new(data, LittleEndian);
-        stats.eh_frame_fdes =
-            collect(&eh, &bases, 0, &mut fdes, &mut stats).context("parsing .eh_frame")?;
+        stats.eh_frame_fdes = collect(&eh, &bases, 0, &mut fdes, &mut fde_rules, &mut stats)
+            .context("parsing .eh_frame")?;
     }
     if let Some(section) = obj.section_by_name(".debug_frame") {
         let data = section_bytes(&section).context("reading .debug_frame")?;
         let mut df = DebugFrame::new(&data, LittleEndian);
         df.set_address_size(8);
         // A broken .debug_frame must not cost the binary its .eh_frame table.
-        match collect(&df, &BaseAddresses::default(), 1, &mut fdes, &mut stats) {
+        match collect(
+            &df,
+            &BaseAddresses::default(),
+            1,
+            &mut fdes,
+            &mut fde_rules,
+            &mut stats,
+        ) {
             Ok(n) => stats.debug_frame_fdes = n,
             Err(e) => log::debug!("ignoring .debug_frame: {e}"),
         }
@@ -192,37 +203,32 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
     }
     fdes.sort_by_key(|f| (f.start, f.source));
 
-    let mut rules: Vec<(u64, Rule)> = Vec::with_capacity(stats.cfi_rows as usize + fdes.len());
+    // Rows are written directly, pcs relative to the first FDE's start (where its first
+    // rule is): no intermediate list of absolute-pc rules.
+    let base = fdes[0].start;
+    let last_end = fdes.iter().map(|f| f.end).max().unwrap_or(base);
+    if last_end - base > u64::from(u32::MAX) {
+        bail!("the binary's code spans more than 4 GiB of addresses");
+    }
+    let mut rows: Vec<UnwindRow> = Vec::with_capacity(fde_rules.len() / 2 + fdes.len());
     let mut covered_to = 0u64;
     for fde in &fdes {
         if fde.start < covered_to {
             stats.overlapping_fdes += 1;
             continue;
         }
-        if !rules.is_empty() && fde.start > covered_to {
-            push_rule(&mut rules, covered_to, GAP);
+        if !rows.is_empty() && fde.start > covered_to {
+            push_rule(&mut rows, (covered_to - base) as u32, GAP);
         }
-        for &(pc, rule) in &fde.rules {
-            push_rule(&mut rules, pc, rule);
+        let own = &fde_rules[fde.first_rule as usize..][..fde.rule_count as usize];
+        for &(pc, rule) in own {
+            push_rule(&mut rows, (pc - base) as u32, rule);
         }
         covered_to = fde.end;
     }
-    push_rule(&mut rules, covered_to, GAP);
-
-    let base = rules[0].0;
-    let rows = rules
-        .iter()
-        .map(|&(pc, r)| {
-            let pc = u32::try_from(pc - base)
-                .context("the binary's code spans more than 4 GiB of addresses")?;
-            Ok(UnwindRow {
-                pc,
-                cfa_offset: r.cfa_offset,
-                kind: r.kind,
-                rbp_offset: r.rbp_offset,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    drop(fde_rules);
+    push_rule(&mut rows, (covered_to - base) as u32, GAP);
+    rows.shrink_to_fit();
     Ok(Some(UnwindTable {
         base,
         rows,
@@ -247,23 +253,38 @@ fn section_bytes(section: &object::Section<'_, '_>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Appends a rule unless it repeats the last one; a rule at the pc of the last one
-/// replaces it.
-fn push_rule(rules: &mut Vec<(u64, Rule)>, pc: u64, rule: Rule) {
-    if let Some(last) = rules.last_mut() {
-        if last.1 == rule {
+/// Appends a row for `rule` at `pc` unless it repeats the last one; a rule at the pc of
+/// the last row replaces it.
+fn push_rule(rows: &mut Vec<UnwindRow>, pc: u32, rule: Rule) {
+    let same = |row: &UnwindRow| {
+        row.kind == rule.kind
+            && row.cfa_offset == rule.cfa_offset
+            && row.rbp_offset == rule.rbp_offset
+    };
+    if let Some(last) = rows.last_mut() {
+        if same(last) {
             return;
         }
-        if last.0 == pc {
-            last.1 = rule;
+        if last.pc == pc {
+            *last = UnwindRow {
+                pc,
+                cfa_offset: rule.cfa_offset,
+                kind: rule.kind,
+                rbp_offset: rule.rbp_offset,
+            };
             // Merging may now make it equal to the one before.
-            if rules.len() >= 2 && rules[rules.len() - 2].1 == rule {
-                rules.pop();
+            if rows.len() >= 2 && same(&rows[rows.len() - 2]) {
+                rows.pop();
             }
             return;
         }
     }
-    rules.push((pc, rule));
+    rows.push(UnwindRow {
+        pc,
+        cfa_offset: rule.cfa_offset,
+        kind: rule.kind,
+        rbp_offset: rule.rbp_offset,
+    });
 }
 
 /// Reads every FDE of `section` into `out`; returns how many.
@@ -272,6 +293,7 @@ fn collect<'a, S: UnwindSection<Slice<'a>>>(
     bases: &BaseAddresses,
     source: u8,
     out: &mut Vec<Fde>,
+    rules: &mut Vec<(u64, Rule)>,
     stats: &mut TableStats,
 ) -> anyhow::Result<u32>
 where
@@ -297,7 +319,7 @@ where
             continue;
         }
         count += 1;
-        let mut rules = Vec::new();
+        let first = rules.len();
         if fde.cie().is_signal_trampoline() {
             stats.signal_fdes += 1;
             rules.push((
@@ -321,7 +343,7 @@ where
                     Ok(Some(row)) => {
                         stats.cfi_rows += 1;
                         let rule = convert(row, section, stats);
-                        if rules.last().is_none_or(|(_, r)| *r != rule) {
+                        if rules[first..].last().is_none_or(|(_, r)| *r != rule) {
                             rules.push((row.start_address(), rule));
                         }
                     }
@@ -329,21 +351,25 @@ where
                     Err(e) => {
                         // Keep what was understood; the rest of the FDE is unsupported.
                         log::debug!("CFI of the FDE at {start:#x} is malformed: {e}");
-                        let pc = rules.last().map_or(start, |(pc, _)| *pc + 1).min(end - 1);
+                        let pc = rules[first..]
+                            .last()
+                            .map_or(start, |(pc, _)| *pc + 1)
+                            .min(end - 1);
                         rules.push((pc, UNSUPPORTED));
                         break;
                     }
                 }
             }
         }
-        if rules.is_empty() {
+        if rules.len() == first {
             continue;
         }
         out.push(Fde {
             start,
             end,
             source,
-            rules,
+            first_rule: first as u32,
+            rule_count: (rules.len() - first) as u32,
         });
     }
     Ok(count)
