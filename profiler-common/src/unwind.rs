@@ -24,7 +24,6 @@ pub mod names {
     pub const ROWS: &str = "UNWIND_ROWS";
     pub const PROCS: &str = "UNWIND_PROCS";
     pub const MAPPINGS: &str = "UNWIND_MAPPINGS";
-    pub const SCRATCH: &str = "UNWIND_SCRATCH";
     /// Read-only global: 1 = unwind registered processes with their tables.
     pub const GLOBAL_ENABLED: &str = "UNWIND_ENABLED";
 }

@@ -31,9 +31,11 @@ static USER_STACKS_0: HashMap<u64, UserStack> =
 #[map]
 static USER_STACKS_1: HashMap<u64, UserStack> =
     HashMap::with_max_entries(defaults::STACK_ENTRIES, 0);
-/// Per-CPU room to copy a frame-pointer user stack into: too big for the BPF stack.
+/// Per-CPU room for the user stack being taken, by frame pointers or by the DWARF
+/// unwinder: too big for the BPF stack. One map for both, so that the code after either
+/// path holds the same pointer and the verifier checks it once.
 #[map]
-static STACK_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+pub static STACK_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static STACKS_0: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 #[map]
@@ -105,10 +107,9 @@ fn frame_pointer_stack(ctx: &PerfEventContext) -> Option<&'static UserStack> {
     Some(scratch)
 }
 
-/// Stores `stack` under a hash of its frames unless already there; returns the hash
-/// (never 0).
+/// A hash of the stack's frames (never 0): the key it is stored under.
 #[inline(always)]
-fn store_user_stack(stack: &UserStack, user_stacks: &HashMap<u64, UserStack>) -> Result<u64, ()> {
+fn stack_hash(stack: &UserStack) -> u64 {
     // FNV-1a over whole words: cheap, and 64 bits make collisions negligible.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in 0..MAX_STACK_DEPTH {
@@ -117,7 +118,16 @@ fn store_user_stack(stack: &UserStack, user_stacks: &HashMap<u64, UserStack>) ->
         }
         hash = (hash ^ stack.ips[i]).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let hash = (hash ^ stack.len).wrapping_mul(0x0000_0100_0000_01b3) | 1;
+    (hash ^ stack.len).wrapping_mul(0x0000_0100_0000_01b3) | 1
+}
+
+/// Stores `stack` under `hash` unless already there.
+#[inline(always)]
+fn store_user_stack(
+    stack: &UserStack,
+    hash: u64,
+    user_stacks: &HashMap<u64, UserStack>,
+) -> Result<(), ()> {
     if unsafe { user_stacks.get(&hash) }.is_none() {
         match user_stacks.insert(&hash, stack, BPF_NOEXIST as u64) {
             Ok(()) => {}
@@ -126,7 +136,7 @@ fn store_user_stack(stack: &UserStack, user_stacks: &HashMap<u64, UserStack>) ->
             Err(_) => return Err(()),
         }
     }
-    Ok(hash)
+    Ok(())
 }
 
 #[perf_event]
@@ -151,42 +161,86 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     }
     // The low two bits of CS are the privilege level the CPU was interrupted in.
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
-
     let buffer = ACTIVE_BUFFER.get(0).copied().unwrap_or(0) & 1;
-    let (counts, stacks, user_stacks) = if buffer == 0 {
-        (&COUNTS_0, &STACKS_0, &USER_STACKS_0)
-    } else {
-        (&COUNTS_1, &STACKS_1, &USER_STACKS_1)
-    };
 
-    // Processes with unwind tables: the DWARF unwinder; the others: frame pointers.
-    let mut flags = 0;
+    // Everything that does not depend on the buffer comes first: the verifier checks code
+    // after the buffer's branch once per branch, and this is the expensive part.
+    let go_labels = crate::golabels::current_labels(tgid, buffer, count);
+    // Processes with unwind tables: the DWARF unwinder; the others: frame pointers. Both
+    // leave the stack in STACK_SCRATCH.
+    let mut sample = Sample {
+        tgid,
+        tid,
+        user_mode,
+        user_hash: 0,
+        flags: 0,
+        stacks_full: Stat::UserStacksFull,
+        go_labels,
+    };
     let user_stack = match crate::unwinder::unwind_user(ctx, tgid, user_mode, count) {
-        Some(Ok((stack, stack_flags))) => {
-            flags = stack_flags;
-            store_user_stack(unsafe { &*stack }, user_stacks).unwrap_or_else(|()| {
-                count(Stat::DwarfStacksFull);
-                0
-            })
+        Some(Ok((stack, flags))) => {
+            sample.flags = flags;
+            sample.stacks_full = Stat::DwarfStacksFull;
+            Some(unsafe { &*stack })
         }
         // No user registers: already counted by the unwinder.
-        Some(Err(())) => 0,
-        None => match frame_pointer_stack(ctx) {
-            Some(stack) => store_user_stack(stack, user_stacks).unwrap_or_else(|()| {
-                count(Stat::UserStacksFull);
-                0
-            }),
-            None => {
+        Some(Err(())) => None,
+        None => {
+            let stack = frame_pointer_stack(ctx);
+            if stack.is_none() {
                 count(if user_mode {
                     Stat::UserStackMissing
                 } else {
                     Stat::NoUserStack
                 });
-                0
             }
-        },
+            stack
+        }
     };
-    let kernel_stack_id = if user_mode {
+    if let Some(stack) = user_stack {
+        sample.user_hash = stack_hash(stack);
+    }
+    if buffer == 0 {
+        record(ctx, &sample, &COUNTS_0, &STACKS_0, &USER_STACKS_0);
+    } else {
+        record(ctx, &sample, &COUNTS_1, &STACKS_1, &USER_STACKS_1);
+    }
+    Ok(())
+}
+
+/// What [`record`] stores for one sample.
+struct Sample {
+    tgid: u32,
+    tid: u32,
+    user_mode: bool,
+    /// Hash of the user stack in `STACK_SCRATCH`; 0: none. (A flag and a second lookup of
+    /// the scratch map, not a pointer: the verifier loses pointers stored in a struct.)
+    user_hash: u64,
+    flags: u32,
+    /// What to count if the user stack map is full.
+    stacks_full: Stat,
+    go_labels: u64,
+}
+
+/// Stores the stacks and counts the sample in one buffer's maps.
+#[inline(always)]
+fn record(
+    ctx: &PerfEventContext,
+    s: &Sample,
+    counts: &HashMap<SampleKey, u64>,
+    stacks: &StackTrace,
+    user_stacks: &HashMap<u64, UserStack>,
+) {
+    let mut user_stack = 0;
+    if s.user_hash != 0 {
+        if let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) {
+            match store_user_stack(unsafe { &*stack }, s.user_hash, user_stacks) {
+                Ok(()) => user_stack = s.user_hash,
+                Err(()) => count(s.stacks_full),
+            }
+        }
+    }
+    let kernel_stack_id = if s.user_mode {
         -EFAULT
     } else {
         match ctx.get_stackid(stacks, 0) {
@@ -203,22 +257,22 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     };
     if user_stack == 0 && kernel_stack_id < 0 {
         count(Stat::NoStack);
-        return Ok(());
+        return;
     }
 
     let key = SampleKey {
-        tgid,
-        tid,
+        tgid: s.tgid,
+        tid: s.tid,
         user_stack,
         kernel_stack_id,
-        flags,
+        flags: s.flags,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        go_labels: crate::golabels::current_labels(tgid, buffer, count),
+        go_labels: s.go_labels,
     };
     if let Some(p) = counts.get_ptr_mut(&key) {
         add_one(p);
         count(Stat::Recorded);
-        return Ok(());
+        return;
     }
     match counts.insert(&key, &1, BPF_NOEXIST as u64) {
         Ok(()) => count(Stat::Recorded),
@@ -232,15 +286,14 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         },
         Err(_) => {
             count(Stat::CountsMapFull);
-            return Ok(());
+            return;
         }
     }
     // A key new to this buffer is the cheap moment to check whether the process is new.
-    if unsafe { KNOWN_PIDS.get(&tgid) }.is_none() {
-        let _ = KNOWN_PIDS.insert(&tgid, &1, 0);
-        announce(proc_event::FIRST_SAMPLE, tgid);
+    if unsafe { KNOWN_PIDS.get(&s.tgid) }.is_none() {
+        let _ = KNOWN_PIDS.insert(&s.tgid, &1, 0);
+        announce(proc_event::FIRST_SAMPLE, s.tgid);
     }
-    Ok(())
 }
 
 // Raw tracepoints attach by name with no tracefs mounted (often absent in containers).

@@ -23,6 +23,7 @@
 
 use core::ffi::c_void;
 
+use crate::sampler::STACK_SCRATCH;
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::{
@@ -30,7 +31,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
     },
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap},
     programs::PerfEventContext,
 };
 use profiler_common::{
@@ -53,9 +54,6 @@ static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1, BPF_F_MMAPABLE
 static UNWIND_PROCS: HashMap<u32, u32> = HashMap::with_max_entries(defaults::PROCESSES, 0);
 #[map]
 static UNWIND_MAPPINGS: Array<ProcUnwindInfo> = Array::with_max_entries(defaults::PROCESSES, 0);
-/// The stack being built (too big for the 512-byte BPF stack).
-#[map]
-static UNWIND_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 
 /// Rows per table the search covers: 2^24 (128 MiB of rows, above any cap we allow).
 const ROW_SEARCH_STEPS: u32 = 24;
@@ -96,7 +94,7 @@ fn stop(walk: &mut Walk, why: Stat) -> i64 {
 /// One frame; returns 0 to go on, 1 to stop.
 extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     let walk = unsafe { &mut *(ctx as *mut Walk) };
-    let Some(stack) = UNWIND_SCRATCH.get_ptr_mut(0) else {
+    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
     // The frame slot comes from bpf_loop's index, not from a counter in `walk`: the
@@ -122,15 +120,16 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     // verifier, which otherwise explores every path of the search separately.
     let mut lo: u32 = 0;
     let mut hi: u32 = info.len & (2 * MAX_UNWIND_MAPPINGS as u32 - 1);
+    // No early exit: the code after the search then has one entry, and the verifier
+    // checks it once rather than once per iteration that could have ended the search.
     for _ in 0..MAPPING_SEARCH_STEPS {
-        if lo >= hi {
-            break;
-        }
-        let mid = (lo + hi) / 2;
-        if info.mappings[(mid as usize) & (MAX_UNWIND_MAPPINGS - 1)].start <= pc {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+        if lo < hi {
+            let mid = (lo + hi) / 2;
+            if info.mappings[(mid as usize) & (MAX_UNWIND_MAPPINGS - 1)].start <= pc {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
     }
     if lo == 0 {
@@ -154,17 +153,16 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     let mut lo = first;
     let mut hi = first.wrapping_add(m.table_len);
     for _ in 0..ROW_SEARCH_STEPS {
-        if lo >= hi {
-            break;
-        }
-        let mid = lo + (hi - lo) / 2;
-        let Some(row) = UNWIND_ROWS.get(mid) else {
-            return stop(walk, Stat::UnwindTableMiss);
-        };
-        if row.pc <= rel {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+        if lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some(row) = UNWIND_ROWS.get(mid) else {
+                return stop(walk, Stat::UnwindTableMiss);
+            };
+            if row.pc <= rel {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
     }
     if lo == first {
@@ -347,7 +345,7 @@ pub fn unwind_user(
             0,
         )
     };
-    let Some(stack) = UNWIND_SCRATCH.get_ptr_mut(0) else {
+    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
         count(Stat::UserStackMissing);
         return Some(Err(()));
     };
