@@ -435,8 +435,43 @@ impl Discoverer {
             container_id: info.container_id.as_deref(),
             pod_uid: info.pod_uid.as_deref(),
         };
+        Ok((
+            self.finish_target(pid, stat.starttime, labels, &workload),
+            partial,
+        ))
+    }
+
+    /// The target of a process that exited before it could be read, from what outlives
+    /// it: its pid and `comm` (which the sampler recorded), the host name, providers'
+    /// labels for a bare pid, static labels, and relabeling. Its samples can then still
+    /// be exported under the service its name suggests, rather than be lost. Not cached:
+    /// the pid may be reused.
+    pub fn exited_target(&self, pid: u32, comm: &str) -> Target {
+        let mut labels = Labels::new();
+        labels.insert(meta::PROCESS_PID.to_owned(), pid.to_string());
+        labels.insert(meta::PROCESS_COMM.to_owned(), comm.to_owned());
+        if let Some(host) = &self.host_name {
+            labels.insert(meta::HOST_NAME.to_owned(), host.clone());
+        }
+        let workload = Workload {
+            pid,
+            container_id: None,
+            pod_uid: None,
+        };
+        self.finish_target(pid, 0, labels, &workload)
+    }
+
+    /// Adds providers' labels, the inferred service name and static labels to a
+    /// process's meta labels, then relabels.
+    fn finish_target(
+        &self,
+        pid: u32,
+        start_time: u64,
+        mut labels: Labels,
+        workload: &Workload<'_>,
+    ) -> Target {
         for provider in &self.providers {
-            for (name, value) in provider.meta_labels(&workload) {
+            for (name, value) in provider.meta_labels(workload) {
                 if name.starts_with("__meta_") {
                     labels.entry(name).or_insert(value);
                 }
@@ -457,7 +492,7 @@ impl Discoverer {
             finalize(&mut l);
             l
         });
-        Ok((Target::new(pid, stat.starttime, labels, relabeled), partial))
+        Target::new(pid, start_time, labels, relabeled)
     }
 }
 

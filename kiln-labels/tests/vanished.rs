@@ -116,3 +116,28 @@ fn cache_is_bounded() {
     assert!(d.target(me).is_some());
     assert_eq!(d.stats().cache_hits, hits + 1);
 }
+
+#[test]
+fn exited_process_gets_a_target_from_what_outlives_it() {
+    let mut options = DiscoveryOptions {
+        hostname: Some("node-1".into()),
+        ..DiscoveryOptions::default()
+    };
+    options
+        .static_labels
+        .insert("env".to_owned(), "prod".to_owned());
+    let d = Discoverer::new(options).expect("discoverer");
+    let t = d.exited_target(4_000_000, "agent_burn");
+    assert!(!t.is_dropped());
+    let labels = t.labels();
+    assert_eq!(
+        labels.get("service_name").map(String::as_str),
+        Some("agent_burn")
+    );
+    assert_eq!(labels.get("hostname").map(String::as_str), Some("node-1"));
+    assert_eq!(labels.get("env").map(String::as_str), Some("prod"));
+    // Nothing was read from /proc, so nothing else is claimed.
+    assert!(labels.get("process").is_none());
+    assert!(labels.get("container_id").is_none());
+    assert_eq!(d.cached(), 0, "not cached: the pid may be reused");
+}

@@ -9,7 +9,8 @@
 //! - processes and targets: `processes_tracked`, `binaries_open`, `targets_cached`,
 //!   `targets_discovered_total`, `targets_dropped_total`, `target_lookups_failed_total{reason}`;
 //! - windows: `windows_collected_total`, `windows_dropped_total`, `window_series`,
-//!   `samples_exported_total`, `samples_unlabeled_total`, `samples_relabel_dropped_total`,
+//!   `samples_exported_total`, `samples_labeled_after_exit_total`, `samples_unlabeled_total`,
+//!   `samples_relabel_dropped_total`,
 //!   `collect_errors_total`, `last_collect_timestamp_seconds`;
 //! - per exporter (`exporter`, `destination` labels): `exporter_windows_exported_total`,
 //!   `exporter_profiles_exported_total`, `exporter_bytes_exported_total`,
@@ -80,6 +81,7 @@ pub struct AgentMetrics {
     pub windows_dropped: AtomicU64,
     pub window_series: AtomicU64,
     pub samples_exported: AtomicU64,
+    pub samples_labeled_after_exit: AtomicU64,
     pub samples_unlabeled: AtomicU64,
     pub samples_relabel_dropped: AtomicU64,
     pub exporters: Mutex<Vec<ExporterView>>,
@@ -101,6 +103,7 @@ impl AgentMetrics {
             windows_dropped: AtomicU64::new(0),
             window_series: AtomicU64::new(0),
             samples_exported: AtomicU64::new(0),
+            samples_labeled_after_exit: AtomicU64::new(0),
             samples_unlabeled: AtomicU64::new(0),
             samples_relabel_dropped: AtomicU64::new(0),
             exporters: Mutex::default(),
@@ -292,8 +295,13 @@ impl AgentMetrics {
             self.samples_exported.load(Relaxed),
         );
         m.counter(
+            "kiln_samples_labeled_after_exit_total",
+            "Samples of processes that exited before /proc could be read, exported with the labels that outlive them (comm, host, static labels).",
+            self.samples_labeled_after_exit.load(Relaxed),
+        );
+        m.counter(
             "kiln_samples_unlabeled_total",
-            "Samples of processes that exited before their labels could be read.",
+            "Samples not exported because their process could not be read (other than by exiting).",
             self.samples_unlabeled.load(Relaxed),
         );
         m.counter(

@@ -130,3 +130,65 @@ fn agent_labels_and_symbolizes_short_lived_processes() {
     );
     drop(tree);
 }
+
+/// Processes that live ~2 ms are usually gone before their labels can be read from /proc;
+/// their samples are still exported, under the service their name suggests. (Their user
+/// frames stay unsymbolized when even their memory maps could not be read in time.)
+#[test]
+fn processes_that_exit_before_discovery_keep_their_samples() {
+    if skip_unless_root("processes_that_exit_before_discovery_keep_their_samples") {
+        return;
+    }
+    const BLIPS: usize = 400;
+    const BLIP_MS: u32 = 2;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let built = build_workload("agent_burn", tmp.path());
+    // A unique executable name, which becomes the processes' comm and service name.
+    let name = format!("kb{}", &token()[..8]);
+    let exe = tmp.path().join(&name);
+    std::fs::rename(&built, &exe).expect("rename workload");
+    let out = tmp.path().join("profiles");
+    let agent = Agent::start(
+        &[
+            "--collect-interval",
+            "2",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let burst = spawn_in_cgroups(
+        &exe,
+        &["burst", &BLIPS.to_string(), &BLIP_MS.to_string(), "2"],
+        &[],
+        &[],
+    );
+    let report = burst.wait_success(Duration::from_secs(120));
+    assert_eq!(report.trim(), format!("{BLIPS} 0"), "burst driver report");
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = agent.metrics();
+    let (status, log) = agent.stop(Duration::from_secs(20));
+    assert!(status.success(), "agent exit {status}:\n{log}");
+
+    let mut samples = 0i64;
+    for (_, e) in read_output_dir(&out) {
+        if e.label("service_name") == Some(name.as_str()) {
+            // All of them: a process gone before its maps were read keeps its samples but
+            // not its symbols (the addresses stay as [unknown]+address).
+            samples += e.profile.sample.iter().map(|s| s.value[0]).sum::<i64>();
+        }
+    }
+    let after_exit = metric(&metrics, "kiln_samples_labeled_after_exit_total", &[]);
+    let expected = BLIPS as f64 * f64::from(BLIP_MS) / 1000.0 * 97.0;
+    eprintln!(
+        "{BLIPS} processes of {BLIP_MS} ms: {samples} samples exported under service_name={name} (~{expected:.0} expected); labeled after exit host-wide: {after_exit}"
+    );
+    assert!(
+        after_exit > 0.0,
+        "no sample was labeled after its process exited"
+    );
+    assert!(
+        samples as f64 >= 0.5 * expected,
+        "only {samples} samples of the {BLIP_MS} ms processes exported, expected ~{expected:.0}"
+    );
+}

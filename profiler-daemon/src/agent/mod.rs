@@ -286,9 +286,10 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let m = &metrics;
     use std::sync::atomic::Ordering::Relaxed;
     log::info!(
-        "kiln agent stopped: {} windows, {} samples exported, {} unlabeled, {} dropped by relabeling",
+        "kiln agent stopped: {} windows, {} samples exported ({} labeled after their process exited), {} unlabeled, {} dropped by relabeling",
         m.windows_collected.load(Relaxed),
         m.samples_exported.load(Relaxed),
+        m.samples_labeled_after_exit.load(Relaxed),
         m.samples_unlabeled.load(Relaxed),
         m.samples_relabel_dropped.load(Relaxed)
     );

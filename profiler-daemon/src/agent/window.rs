@@ -252,20 +252,30 @@ impl WindowLoop<'_> {
         agg: Aggregate,
         exited: &mut HashSet<u32>,
     ) {
-        let mut per_pid: HashMap<u32, u64> = HashMap::new();
+        // Samples and process name per pid (the name outlives the process).
+        let mut per_pid: HashMap<u32, (u64, &str)> = HashMap::new();
         for (key, count) in &agg.stacks {
-            *per_pid.entry(key.pid).or_default() += count;
+            per_pid.entry(key.pid).or_insert((0, &key.process)).0 += count;
         }
         let kept = self.refresh_if_meta_changed(exited);
         let mut groups: HashMap<u64, Group> = HashMap::new();
         let (mut exported, mut unlabeled, mut dropped) = (0u64, 0u64, 0u64);
-        for (pid, samples) in per_pid {
+        let mut after_exit = 0u64;
+        for (pid, (samples, process)) in per_pid {
             let target = if pid == 0 {
                 Ok(self.idle_target.clone())
             } else if let Some(t) = kept.get(&pid) {
                 Ok(t.clone())
             } else {
-                self.discoverer.lookup(pid)
+                match self.discoverer.lookup(pid) {
+                    // Gone before we could read it (a process living a few ms): label it
+                    // with what outlives it rather than lose its samples.
+                    Err(kiln_labels::DiscoverError::Vanished { .. }) => {
+                        after_exit += samples;
+                        Ok(Arc::new(self.discoverer.exited_target(pid, process)))
+                    }
+                    other => other,
+                }
             };
             match target {
                 Ok(t) if t.is_dropped() => dropped += samples,
@@ -293,11 +303,12 @@ impl WindowLoop<'_> {
         let m = self.metrics;
         m.windows_collected.fetch_add(1, Relaxed);
         m.samples_exported.fetch_add(exported, Relaxed);
+        m.samples_labeled_after_exit.fetch_add(after_exit, Relaxed);
         m.samples_unlabeled.fetch_add(unlabeled, Relaxed);
         m.samples_relabel_dropped.fetch_add(dropped, Relaxed);
         m.window_series.store(groups.len() as u64, Relaxed);
         log::debug!(
-            "window {seq}: {:.3} s, {} series, {exported} samples ({unlabeled} unlabeled, {dropped} dropped by relabeling)",
+            "window {seq}: {:.3} s, {} series, {exported} samples ({after_exit} labeled after their process exited, {unlabeled} unlabeled, {dropped} dropped by relabeling)",
             duration.as_secs_f64(),
             groups.len()
         );
