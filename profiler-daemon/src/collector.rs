@@ -109,6 +109,11 @@ impl Collector {
         self.unwind.as_ref().map(UnwindLoader::stats)
     }
 
+    /// Sleeps until a process event is queued or `timeout` passes.
+    pub fn wait_for_events(&self, timeout: std::time::Duration) {
+        self.sampler.wait_for_events(timeout);
+    }
+
     /// Handles queued process events and returns them, for callers that label processes.
     pub fn poll_events(&mut self) -> &[ProcEvent] {
         self.events.clear();

@@ -328,6 +328,21 @@ impl Sampler {
         Ok(samples)
     }
 
+    /// Sleeps until the kernel queues a process event or `timeout` passes. Waking on the
+    /// event, rather than polling on a timer, lets a process that lives a few milliseconds
+    /// be read from /proc (maps, labels) while it still runs.
+    pub fn wait_for_events(&self, timeout: std::time::Duration) {
+        use std::os::fd::AsRawFd as _;
+        let mut fd = libc::pollfd {
+            fd: self.events.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd; an error (EINTR) just ends the wait early.
+        unsafe { libc::poll(&mut fd, 1, ms) };
+    }
+
     /// Process events the kernel queued since the last call.
     pub fn poll_events(&mut self, out: &mut Vec<ProcEvent>) {
         while let Some(item) = self.events.next() {

@@ -131,9 +131,9 @@ fn agent_labels_and_symbolizes_short_lived_processes() {
     drop(tree);
 }
 
-/// Processes that live ~2 ms are usually gone before their labels can be read from /proc;
-/// their samples are still exported, under the service their name suggests. (Their user
-/// frames stay unsymbolized when even their memory maps could not be read in time.)
+/// Processes that live ~2 ms: their samples are exported under the service their name
+/// suggests, whether they were read from /proc in time or labeled after they exited with
+/// what outlives them; most are symbolized, the rest keep [unknown]+address frames.
 #[test]
 fn processes_that_exit_before_discovery_keep_their_samples() {
     if skip_unless_root("processes_that_exit_before_discovery_keep_their_samples") {
@@ -170,25 +170,28 @@ fn processes_that_exit_before_discovery_keep_their_samples() {
     let (status, log) = agent.stop(Duration::from_secs(20));
     assert!(status.success(), "agent exit {status}:\n{log}");
 
-    let mut samples = 0i64;
+    let (mut samples, mut symbolized) = (0i64, 0i64);
     for (_, e) in read_output_dir(&out) {
         if e.label("service_name") == Some(name.as_str()) {
             // All of them: a process gone before its maps were read keeps its samples but
             // not its symbols (the addresses stay as [unknown]+address).
             samples += e.profile.sample.iter().map(|s| s.value[0]).sum::<i64>();
+            symbolized += e.total_in("kiln_agent_burn_short");
         }
     }
     let after_exit = metric(&metrics, "kiln_samples_labeled_after_exit_total", &[]);
     let expected = BLIPS as f64 * f64::from(BLIP_MS) / 1000.0 * 97.0;
     eprintln!(
-        "{BLIPS} processes of {BLIP_MS} ms: {samples} samples exported under service_name={name} (~{expected:.0} expected); labeled after exit host-wide: {after_exit}"
-    );
-    assert!(
-        after_exit > 0.0,
-        "no sample was labeled after its process exited"
+        "{BLIPS} processes of {BLIP_MS} ms: {samples} samples exported under service_name={name} (~{expected:.0} expected), {symbolized} in kiln_agent_burn_short; labeled after exit host-wide: {after_exit}"
     );
     assert!(
         samples as f64 >= 0.5 * expected,
         "only {samples} samples of the {BLIP_MS} ms processes exported, expected ~{expected:.0}"
+    );
+    // The agent wakes on the kernel's first-sample event and reads the maps while the
+    // process still runs (about half of them here; a 10 ms polling timer got ~13%).
+    assert!(
+        symbolized as f64 >= 0.25 * samples as f64,
+        "only {symbolized} of {samples} samples of the {BLIP_MS} ms processes symbolized"
     );
 }

@@ -24,8 +24,7 @@ use profiler_common::{proc_event, ProcEvent};
 use super::encode::{Group, WindowData};
 use crate::{aggregate::Aggregate, collector::Collector, metrics::AgentMetrics};
 
-/// How often process events are read: short enough to read /proc of a process that
-/// lives for a few tens of milliseconds.
+/// Longest wait for process events (the wait ends as soon as one is queued).
 const POLL_EVERY: Duration = Duration::from_millis(10);
 /// How often cached targets of processes that exited unnoticed are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -109,7 +108,8 @@ impl WindowLoop<'_> {
                 }
                 continue;
             }
-            std::thread::sleep(POLL_EVERY.min(next_end.saturating_duration_since(now)));
+            self.collector
+                .wait_for_events(POLL_EVERY.min(next_end.saturating_duration_since(now)));
             events.clear();
             events.extend_from_slice(self.collector.poll_events());
             self.handle_events(&events, &mut exited);

@@ -137,7 +137,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let mut last_progress = Instant::now();
 
     while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20).min(duration.saturating_sub(start.elapsed())));
+        collector.wait_for_events(
+            Duration::from_millis(20).min(duration.saturating_sub(start.elapsed())),
+        );
         collector.poll_events();
         if last_drain.elapsed() >= drain_every {
             collector.collect_into(&mut agg)?;
