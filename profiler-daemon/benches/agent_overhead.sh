@@ -46,7 +46,7 @@ rss_split() { awk '/^RssAnon:/{a=$2} /^RssFile:/{f=$2} END{printf "anon %.1f MiB
 bpf_ns() {
     local total=0 f v
     for f in /proc/$AGENT/fdinfo/*; do
-        v=$(awk '/^prog_type:/{p=1} /^run_time_ns:/{r=$2} END{if(p) printf "%d\n", r}' "$f" 2>/dev/null || true)
+        v=$(awk '/^prog_type:/{p=1} /^run_time_ns:/{r=$2} END{if(p) printf "%.0f\n", r}' "$f" 2>/dev/null || true)
         [ -n "$v" ] && total=$((total + v))
     done
     echo "$total"
