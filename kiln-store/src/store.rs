@@ -80,9 +80,7 @@ pub struct MaintenanceReport {
 }
 
 struct Job {
-    /// Emptied while committing (see `commit_jobs`); `profiles` keeps its length.
     batch: Vec<Prepared>,
-    profiles: usize,
     done: mpsc::SyncSender<Result<IngestOutcome>>,
 }
 
@@ -222,11 +220,7 @@ impl Store {
             .map(|r| prepare(r, &self.opts))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::sync_channel(1);
-        lock(&self.queue).push(Job {
-            profiles: batch.len(),
-            batch,
-            done: tx,
-        });
+        lock(&self.queue).push(Job { batch, done: tx });
         {
             let _g = lock(&self.write_lock);
             if let Ok(r) = rx.try_recv() {
@@ -239,7 +233,7 @@ impl Store {
     }
 
     /// Writes `jobs` in one transaction and answers each. Caller holds `write_lock`.
-    fn commit_jobs(&self, mut jobs: Vec<Job>) {
+    fn commit_jobs(&self, jobs: Vec<Job>) {
         let db = match self.db() {
             Ok(db) => db,
             Err(_) => {
@@ -266,7 +260,7 @@ impl Store {
                         rollups: txn.open_table(schema::ROLLUPS)?,
                         totals: txn.open_table(schema::TOTALS)?,
                     };
-                    for job in &mut jobs {
+                    for job in &jobs {
                         let job_mark = idx.mark();
                         let mut out = IngestOutcome::default();
                         // Series first: only they can hit a limit, and nothing of this
@@ -284,14 +278,9 @@ impl Store {
                                 continue;
                             }
                         };
-                        // Each profile is freed right after it is applied, while its many
-                        // small allocations are still in cache: freeing a whole batch at the
-                        // end, cold, was ~1/4 of ingest CPU on the benchmark's big batches.
-                        for (p, series_of) in
-                            std::mem::take(&mut job.batch).into_iter().zip(&series)
-                        {
+                        for (p, series_of) in job.batch.iter().zip(&series) {
                             self.apply(
-                                &p,
+                                p,
                                 series_of,
                                 &mut sym,
                                 &mut idx,
@@ -328,7 +317,7 @@ impl Store {
                 for (job, r) in jobs.into_iter().zip(results) {
                     if let Some(Ok(o)) = &r {
                         self.ingested_profiles
-                            .fetch_add(job.profiles as u64, Ordering::Relaxed);
+                            .fetch_add(job.batch.len() as u64, Ordering::Relaxed);
                         self.ingested_samples
                             .fetch_add(o.samples, Ordering::Relaxed);
                     }
