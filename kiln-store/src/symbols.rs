@@ -461,6 +461,27 @@ mod tests {
     }
 
     #[test]
+    fn strings_roll_back_and_reintern() {
+        let mut s = Symbols::new();
+        let a = s.string("alpha");
+        let m = s.mark();
+        let b = s.string("beta");
+        let g = s.string("gamma");
+        assert_eq!((s.str(a), s.str(b), s.str(g)), ("alpha", "beta", "gamma"));
+        assert_eq!(s.string("beta"), b);
+        s.rollback(m);
+        assert_eq!(s.lookup_string("beta"), None);
+        assert_eq!(s.lookup_string("gamma"), None);
+        assert_eq!(s.str(b), "");
+        assert_eq!(s.lookup_string("alpha"), Some(a));
+        assert_eq!(s.lookup_string(""), Some(0));
+        // Ids are dense again, and the packed text holds only what survived.
+        assert_eq!(s.string("gamma"), b);
+        assert_eq!(s.str(b), "gamma");
+        assert_eq!(s.string("alpha"), a);
+    }
+
+    #[test]
     fn location_codec() {
         let l = LocKey {
             mapping: 7,
