@@ -5,6 +5,9 @@
 //! cargo run --release -p kiln-store --example bench -- --quick # smaller, for a smoke test
 //! ```
 //!
+//! Comparing two builds on a busy machine: see `KILN_BENCH_TURNS` below and
+//! docs/benchmarks.md ("Store").
+//!
 //! Dataset (see docs/benchmarks.md, "Store"): 20 services x 10 label sets, one CPU profile per 15 s
 //! each, ~2000 distinct stacks per service at depths 10-40, ~250 distinct stacks per
 //! profile with Zipf-like weights. Ingest is measured on one thread (ingest_many with one
@@ -164,6 +167,20 @@ fn main() {
         t += 15 * S;
     }
 
+    // KILN_BENCH_TURNS=MINE,THEIRS (two FIFOs): take turns with a twin process, one
+    // generate+ingest step each, so that two builds compared side by side see the same
+    // load from the rest of the machine (see docs/benchmarks.md, "Store").
+    let mut turns = std::env::var("KILN_BENCH_TURNS").ok().map(|v| {
+        let (a, b) = v.split_once(',').expect("KILN_BENCH_TURNS=MINE,THEIRS");
+        let open = |p: &str| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .expect("KILN_BENCH_TURNS: open FIFO")
+        };
+        (open(a), open(b))
+    });
     let mut ingest_time = Duration::ZERO;
     let mut ingest_cpu = Duration::ZERO;
     let mut gen_time = Duration::ZERO;
@@ -172,6 +189,10 @@ fn main() {
     let mut decode_time = Duration::ZERO;
     let started = Instant::now();
     for (i, &(t, all)) in steps.iter().enumerate() {
+        if let Some((mine, _)) = turns.as_mut() {
+            let mut b = [0u8; 1];
+            std::io::Read::read_exact(mine, &mut b).expect("KILN_BENCH_TURNS: wait");
+        }
         let g = Instant::now();
         let mut batch = Vec::new();
         for (svc, svc_stacks) in stacks
@@ -209,6 +230,9 @@ fn main() {
         store.ingest_many(batch).expect("ingest");
         ingest_cpu += thread_cpu() - c;
         ingest_time += s.elapsed();
+        if let Some((_, theirs)) = turns.as_mut() {
+            std::io::Write::write_all(theirs, b"t").expect("KILN_BENCH_TURNS: pass");
+        }
     }
     let wall = started.elapsed();
     let file_before_compact = store.file_bytes();
