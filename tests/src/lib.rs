@@ -269,10 +269,9 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Totals per function name in a flamebearer (single format: 4 ints per node), and the
-/// root's total. A name counted once per node, so recursion double counts.
-/// Self value per function name in a Pyroscope flamebearer render, summed over all nodes.
-pub fn flamebearer_self(render: &serde_json::Value) -> HashMap<String, u64> {
+/// Total and self value per function name in a Pyroscope flamebearer render, summed over
+/// all nodes.
+fn flamebearer_sums(render: &serde_json::Value) -> HashMap<String, (u64, u64)> {
     let fb = &render["flamebearer"];
     let names: Vec<&str> = fb["names"]
         .as_array()
@@ -280,7 +279,7 @@ pub fn flamebearer_self(render: &serde_json::Value) -> HashMap<String, u64> {
         .iter()
         .map(|n| n.as_str().unwrap_or(""))
         .collect();
-    let mut selfs: HashMap<String, u64> = HashMap::new();
+    let mut sums: HashMap<String, (u64, u64)> = HashMap::new();
     for level in fb["levels"].as_array().expect("levels") {
         let level: Vec<i64> = level
             .as_array()
@@ -288,34 +287,33 @@ pub fn flamebearer_self(render: &serde_json::Value) -> HashMap<String, u64> {
             .iter()
             .map(|v| v.as_i64().unwrap())
             .collect();
+        // Nodes are [offset, total, self, name].
         for node in level.chunks(4) {
-            *selfs.entry(names[node[3] as usize].to_owned()).or_default() += node[2] as u64;
+            let sum = sums.entry(names[node[3] as usize].to_owned()).or_default();
+            sum.0 += node[1] as u64;
+            sum.1 += node[2] as u64;
         }
     }
-    selfs
+    sums
 }
 
+/// Self value per function name in a Pyroscope flamebearer render, summed over all nodes.
+pub fn flamebearer_self(render: &serde_json::Value) -> HashMap<String, u64> {
+    flamebearer_sums(render)
+        .into_iter()
+        .map(|(name, (_, own))| (name, own))
+        .collect()
+}
+
+/// Totals per function name in a flamebearer (single format: 4 ints per node), and the
+/// root's total. A name counted once per node, so recursion double counts.
 pub fn flamebearer_totals(render: &serde_json::Value) -> (HashMap<String, u64>, u64) {
-    let fb = &render["flamebearer"];
-    let names: Vec<&str> = fb["names"]
-        .as_array()
-        .expect("names")
-        .iter()
-        .map(|n| n.as_str().unwrap_or(""))
+    let totals = flamebearer_sums(render)
+        .into_iter()
+        .map(|(name, (total, _))| (name, total))
         .collect();
-    let mut totals: HashMap<String, u64> = HashMap::new();
-    for level in fb["levels"].as_array().expect("levels") {
-        let level: Vec<i64> = level
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
-        for node in level.chunks(4) {
-            *totals
-                .entry(names[node[3] as usize].to_owned())
-                .or_default() += node[1] as u64;
-        }
-    }
-    (totals, fb["numTicks"].as_u64().unwrap_or(0))
+    (
+        totals,
+        render["flamebearer"]["numTicks"].as_u64().unwrap_or(0),
+    )
 }
