@@ -55,13 +55,17 @@ bpf_ns() {
 measure() { # name seconds
     local name=$1 secs=$2 c0 c1 b0 b1 rmin=999999999 rmax=0 r i
     c0=$(cpu_ticks); b0=$(bpf_ns)
+    echo -n "$name" >>"$TMP/rss_series"
     for ((i = 0; i < secs; i += 5)); do
         sleep 5
         r=$(rss_kb)
         r=${r%.*}
         ((r < rmin)) && rmin=$r
         ((r > rmax)) && rmax=$r
+        # One point a minute, to show whether RSS grows over the phase.
+        (((i + 5) % 60 == 0)) && printf ' %dm:%.1f' $(((i + 5) / 60)) "$(awk -v r="$r" 'BEGIN{print r/1024}')" >>"$TMP/rss_series"
     done
+    echo >>"$TMP/rss_series"
     c1=$(cpu_ticks); b1=$(bpf_ns)
     awk -v n="$name" -v s="$secs" -v c="$((c1 - c0))" -v t="$TICK" -v b="$((b1 - b0))" \
         -v lo="$rmin" -v hi="$rmax" -v sp="$(rss_split)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
@@ -80,5 +84,7 @@ measure "churn ${RATE}/s" "$((CHURN - 10))"
 wait "$CHURNER" || true
 CHURNER=""
 echo
+echo "RSS (MiB) at each minute of each phase:"
+cat "$TMP/rss_series"
 echo "churn processes started: $(cat "$TMP/churn.out")"
 curl -s "127.0.0.1:$PORT/metrics" | grep -E '^kiln_(samples_(recorded|unlabeled|relabel_dropped|exported)_total|samples_lost_total|windows_(collected|dropped)_total|targets_cached|processes_tracked|symbolizer_cache_hit_ratio|exporter_windows_dropped_total)' | grep -v ' 0$' || true

@@ -69,12 +69,13 @@ impl Collector {
     }
 
     /// Gives the unwind loader the mappings of every process (re)captured since the
-    /// last call.
+    /// last call. Callers that label processes do that first: a short-lived process may
+    /// be gone by the time its tables are built.
     ///
     /// Compiling a large binary's tables takes a while, so each call spends at most
     /// [`UNWIND_BUDGET`] and leaves the rest for the next: the sampling loop stays
     /// responsive (events, drains, signals) while a busy host's tables are built.
-    fn sync_unwind(&mut self) {
+    pub fn sync_unwind(&mut self) {
         let captured = self.procs.take_captured();
         let Some(unwind) = &mut self.unwind else {
             return;
@@ -114,7 +115,8 @@ impl Collector {
         self.sampler.wait_for_events(timeout);
     }
 
-    /// Handles queued process events and returns them, for callers that label processes.
+    /// Handles queued process events (captures new processes' mappings) and returns them,
+    /// for callers that label processes; then call [`Collector::sync_unwind`].
     pub fn poll_events(&mut self) -> &[ProcEvent] {
         self.events.clear();
         self.sampler.poll_events(&mut self.events);
@@ -139,7 +141,6 @@ impl Collector {
                 _ => {}
             }
         }
-        self.sync_unwind();
         &self.events
     }
 

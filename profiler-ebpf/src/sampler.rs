@@ -300,8 +300,10 @@ fn record(
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn kiln_sched_exec(_ctx: RawTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid_wanted(tgid) {
-        let _ = KNOWN_PIDS.remove(&tgid);
+    // Only processes userspace knows (sampled before) need forgetting; the new program is
+    // announced by its own first sample. Skipping the rest keeps a fork+exec storm from
+    // waking the agent for processes that never run on a sampled tick.
+    if KNOWN_PIDS.remove(&tgid).is_ok() {
         announce(proc_event::EXEC, tgid);
     }
     0
@@ -312,8 +314,7 @@ pub fn kiln_sched_exit(_ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // Only the thread-group leader's exit ends the process.
-    if tgid == pid_tgid as u32 && tgid_wanted(tgid) {
-        let _ = KNOWN_PIDS.remove(&tgid);
+    if tgid == pid_tgid as u32 && KNOWN_PIDS.remove(&tgid).is_ok() {
         announce(proc_event::EXIT, tgid);
     }
     0

@@ -5,7 +5,7 @@
 //! ```text
 //!  eBPF sampler ──(double-buffered maps, ring buffer of process events)──┐
 //!                                                                       v
-//!  [sampling thread]  window::WindowLoop: every 10 ms reads process events and labels new
+//!  [sampling thread]  window::WindowLoop: woken by process events, labels new
 //!      processes (kiln-labels Discoverer), every drain interval (1 s) moves samples into
 //!      the window's Aggregate (symbolized), every collect interval (15 s) groups the
 //!      window's stacks by target series and try_sends it ──> (channel of 1)

@@ -1,6 +1,6 @@
-//! The sampling loop: reacts to process events (labels a process on its first sample,
-//! while it lives; re-labels on exec; keeps an exited process's target until its window is
-//! out), drains the kernel every drain interval into the window's [`Aggregate`], and at
+//! The sampling loop: sleeps until the kernel announces a process event and reacts to it
+//! (labels a process on its first sample, while it lives; re-labels on exec; keeps an
+//! exited process's target until its window is out), drains the kernel every drain interval into the window's [`Aggregate`], and at
 //! each window boundary hands the window to the encoder with `try_send`.
 //!
 //! Windows are aligned to multiples of the collect interval on the wall clock (like
@@ -24,8 +24,9 @@ use profiler_common::{proc_event, ProcEvent};
 use super::encode::{Group, WindowData};
 use crate::{aggregate::Aggregate, collector::Collector, metrics::AgentMetrics};
 
-/// Longest wait for process events (the wait ends as soon as one is queued).
-const POLL_EVERY: Duration = Duration::from_millis(10);
+/// Longest wait for process events; the wait ends as soon as one is queued, or a signal
+/// arrives. Bounds how late a stop signal that lands between two waits is seen.
+const MAX_WAIT: Duration = Duration::from_millis(250);
 /// How often cached targets of processes that exited unnoticed are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -108,11 +109,16 @@ impl WindowLoop<'_> {
                 }
                 continue;
             }
-            self.collector
-                .wait_for_events(POLL_EVERY.min(next_end.saturating_duration_since(now)));
+            let next_drain = last_drain + self.drain_every;
+            self.collector.wait_for_events(
+                MAX_WAIT
+                    .min(next_end.saturating_duration_since(now))
+                    .min(next_drain.saturating_duration_since(now)),
+            );
             events.clear();
             events.extend_from_slice(self.collector.poll_events());
             self.handle_events(&events, &mut exited);
+            self.collector.sync_unwind();
             if last_drain.elapsed() >= self.drain_every {
                 self.collect(&mut agg, &mut exited, &mut events);
                 last_drain = Instant::now();

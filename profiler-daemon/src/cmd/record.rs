@@ -141,6 +141,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
             Duration::from_millis(20).min(duration.saturating_sub(start.elapsed())),
         );
         collector.poll_events();
+        collector.sync_unwind();
         if last_drain.elapsed() >= drain_every {
             collector.collect_into(&mut agg)?;
             last_drain = Instant::now();
