@@ -91,6 +91,14 @@ fn stop(walk: &mut Walk, why: Stat) -> i64 {
     1
 }
 
+/// 1 if `a <= b`, else 0, without a branch (BPF has no conditional move). Both must be
+/// below 2^63: user addresses and row offsets are; a wild pc from a corrupt stack only
+/// makes the search land on a mapping that the bounds check after it rejects.
+#[inline(always)]
+fn at_or_below(a: u64, b: u64) -> u32 {
+    ((((b as i64).wrapping_sub(a as i64)) >> 63) + 1) as u32
+}
+
 /// One frame; returns 0 to go on, 1 to stop.
 extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     let walk = unsafe { &mut *(ctx as *mut Walk) };
@@ -115,28 +123,23 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
         walk.ip.wrapping_sub(1)
     };
 
-    // Last mapping starting at or below pc.
-    // Masking (instead of clamping to a constant) keeps `hi` an unknown scalar to the
-    // verifier, which otherwise explores every path of the search separately.
-    let mut lo: u32 = 0;
-    let mut hi: u32 = info.len & (2 * MAX_UNWIND_MAPPINGS as u32 - 1);
-    // No early exit: the code after the search then has one entry, and the verifier
-    // checks it once rather than once per iteration that could have ended the search.
-    for _ in 0..MAPPING_SEARCH_STEPS {
-        if lo < hi {
-            let mid = (lo + hi) / 2;
-            if info.mappings[(mid as usize) & (MAX_UNWIND_MAPPINGS - 1)].start <= pc {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-    }
-    if lo == 0 {
+    // Last mapping starting at or below pc: a branch-free binary search (the answer lies
+    // in [base, base + n); each step halves n). With no data-dependent branch the verifier
+    // walks the search once instead of exploring both sides of every comparison.
+    let len = info.len & (2 * MAX_UNWIND_MAPPINGS as u32 - 1);
+    if len == 0 {
         return stop(walk, Stat::UnwindMappingMiss);
     }
-    let m = &info.mappings[((lo - 1) as usize) & (MAX_UNWIND_MAPPINGS - 1)];
-    if pc >= m.end {
+    let mut base: u32 = 0;
+    let mut n: u32 = len;
+    for _ in 0..MAPPING_SEARCH_STEPS {
+        let half = n >> 1;
+        let start = info.mappings[((base + half) as usize) & (MAX_UNWIND_MAPPINGS - 1)].start;
+        base += half * at_or_below(start, pc);
+        n -= half;
+    }
+    let m = &info.mappings[(base as usize) & (MAX_UNWIND_MAPPINGS - 1)];
+    if m.start > pc || pc >= m.end {
         return stop(walk, Stat::UnwindMappingMiss);
     }
 
@@ -149,28 +152,23 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
         return stop(walk, Stat::UnwindTableMiss);
     }
     let rel = rel as u32;
-    let first = m.table_start;
-    let mut lo = first;
-    let mut hi = first.wrapping_add(m.table_len);
+    // Last row at or below rel, branch-free like the mapping search.
+    let mut base = m.table_start;
+    let mut n = m.table_len;
     for _ in 0..ROW_SEARCH_STEPS {
-        if lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let Some(row) = UNWIND_ROWS.get(mid) else {
-                return stop(walk, Stat::UnwindTableMiss);
-            };
-            if row.pc <= rel {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let half = n >> 1;
+        let Some(row) = UNWIND_ROWS.get(base + half) else {
+            return stop(walk, Stat::UnwindTableMiss);
+        };
+        base += half * at_or_below(u64::from(row.pc), u64::from(rel));
+        n -= half;
     }
-    if lo == first {
-        return stop(walk, Stat::UnwindTableMiss);
-    }
-    let Some(row) = UNWIND_ROWS.get(lo - 1) else {
+    let Some(row) = UNWIND_ROWS.get(base) else {
         return stop(walk, Stat::UnwindTableMiss);
     };
+    if row.pc > rel {
+        return stop(walk, Stat::UnwindTableMiss);
+    }
 
     let cfa = match row.kind {
         row_kind::CFA_RSP => walk.sp.wrapping_add(row.cfa_offset as u64),
