@@ -177,18 +177,6 @@ impl Sampler {
                 format!("adding pid {pid} to the filter failed (too many pids?)")
             })?;
         }
-        if !config.pids.is_empty() {
-            // Processes named up front are captured before their first sample: the kernel
-            // must treat them as known, or their exec (which makes the capture stale)
-            // would not be announced.
-            let mut known: HashMap<&mut MapData, u32, u8> =
-                HashMap::try_from(ebpf.map_mut(names::KNOWN_PIDS).with_context(|| {
-                    format!("the eBPF object has no map {}", names::KNOWN_PIDS)
-                })?)?;
-            for pid in &config.pids {
-                known.insert(pid, 1, 0)?;
-            }
-        }
         let events = RingBuf::try_from(take(&mut ebpf, names::PROC_EVENTS)?)?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, names::STATS)?)?;
         let user_stacks = [

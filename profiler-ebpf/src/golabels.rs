@@ -6,10 +6,12 @@
 //! same). The label set is read on every sample and stored once per buffer under a hash
 //! of its contents (addresses of freed sets are reused by later ones).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_get_current_task, bpf_probe_read_user as probe_read_user_raw},
+        generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_user as probe_read_user_raw},
     },
     macros::map,
     maps::{HashMap, PerCpuArray},
@@ -45,7 +47,15 @@ const MAX_BUCKETS: u64 = 4;
 #[repr(C)]
 struct Scratch {
     labels: GoLabels,
-    bucket: [u8; BUCKET_SIZE],
+    /// One map bucket (272 bytes), as words: every field we read is 8-byte aligned in it.
+    /// 64 words so that a masked index is always in bounds.
+    bucket: [u64; 64],
+    /// State of the `bpf_loop` walks below. In map memory rather than on the stack, so
+    /// the verifier checks each callback about once (see the unwinder's `Walk`).
+    table: u64,
+    table_len: u64,
+    failed: u32,
+    _pad: u32,
 }
 
 /// Per-CPU scratch: the label set and a bucket are too big for the 512-byte BPF stack.
@@ -136,11 +146,11 @@ fn read_labels(tgid: u32, buffer: u32, o: &GoOffsets, fsbase_offset: u64) -> Res
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
     if o.labels_format == GO_LABELS_SLICE {
-        read_slice(labels, &mut scratch.labels).map_err(unreadable)?;
+        read_slice(labels).map_err(unreadable)?;
     } else {
-        read_map(labels, scratch).map_err(unreadable)?;
+        read_map(labels).map_err(unreadable)?;
     }
-    if scratch.labels.count == 0 {
+    if unsafe { core::ptr::read_volatile(&scratch.labels.count) } == 0 {
         return Ok(0);
     }
     let words = (&scratch.labels as *const GoLabels).cast::<u64>();
@@ -171,65 +181,115 @@ const LABELS_WORDS: usize = core::mem::size_of::<GoLabels>() / 8;
 const _: () = assert!(core::mem::size_of::<GoLabels>() % 8 == 0);
 
 /// Go >= 1.24: `labels` points at a slice header of `{key, value string}`, sorted by key.
-#[inline(always)]
-fn read_slice(labels: u64, out: &mut GoLabels) -> Result<(), ()> {
-    let ptr = read_u64(labels)?;
-    let len = read_u64(labels + 8)?;
-    for i in 0..GO_MAX_LABELS {
-        if i as u64 >= len {
-            break;
-        }
-        let elem = ptr + i as u64 * 32;
-        let kptr = read_u64(elem)?;
-        let klen = read_u64(elem + 8)?;
-        let vptr = read_u64(elem + 16)?;
-        let vlen = read_u64(elem + 24)?;
-        store(out, kptr, klen, vptr, vlen)?;
-    }
-    Ok(())
+fn scratch() -> Option<&'static mut Scratch> {
+    Some(unsafe { &mut *GO_SCRATCH.get_ptr_mut(0)? })
 }
 
-/// Go <= 1.23: `labels` points at a `map[string]string` variable, which points at its hmap.
+/// Whether a callback of the last walk failed. Read through a fresh lookup: the
+/// callbacks wrote it behind the compiler's back.
 #[inline(always)]
-fn read_map(labels: u64, scratch: &mut Scratch) -> Result<(), ()> {
+fn loop_failed() -> Result<(), ()> {
+    match scratch() {
+        Some(s) if unsafe { core::ptr::read_volatile(&s.failed) } == 0 => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// A `[]LabelPair` (Go >= 1.24): `table` = its data pointer, `table_len` = its length.
+#[inline(always)]
+fn read_slice(labels: u64) -> Result<(), ()> {
+    let scratch = scratch().ok_or(())?;
+    scratch.table = read_u64(labels)?;
+    scratch.table_len = read_u64(labels + 8)?;
+    scratch.failed = 0;
+    unsafe {
+        bpf_loop(
+            GO_MAX_LABELS as u32,
+            slice_label as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    loop_failed()
+}
+
+extern "C" fn slice_label(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = scratch() else { return 1 };
+    if i >= scratch.table_len {
+        return 1;
+    }
+    // One LabelPair: key (ptr, len), value (ptr, len).
+    let pair: [u64; 4] = match unsafe { bpf_probe_read_user((scratch.table + i * 32) as *const _) }
+    {
+        Ok(p) => p,
+        Err(_) => {
+            scratch.failed = 1;
+            return 1;
+        }
+    };
+    if store(&mut scratch.labels, pair[0], pair[1], pair[2], pair[3]).is_err() {
+        scratch.failed = 1;
+        return 1;
+    }
+    0
+}
+
+/// A `map[string]string` (Go <= 1.23): `table` = its buckets, `table_len` = how many.
+#[inline(always)]
+fn read_map(labels: u64) -> Result<(), ()> {
+    let scratch = scratch().ok_or(())?;
     let hmap = read_u64(labels)?;
     if hmap == 0 {
         return Ok(());
     }
     let log2_buckets: u8 =
         unsafe { bpf_probe_read_user((hmap + 9) as *const u8) }.map_err(|_| ())?;
-    let buckets = read_u64(hmap + 16)?;
-    let n_buckets = 1u64 << (log2_buckets & 7);
-    for b in 0..MAX_BUCKETS {
-        if b >= n_buckets {
-            break;
-        }
+    scratch.table = read_u64(hmap + 16)?;
+    scratch.table_len = (1u64 << (log2_buckets & 7)).min(MAX_BUCKETS);
+    scratch.failed = 0;
+    unsafe {
+        bpf_loop(
+            (MAX_BUCKETS * 8) as u32,
+            map_slot as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    loop_failed()
+}
+
+/// Slot `i % 8` of bucket `i / 8`; reads the bucket at its first slot.
+extern "C" fn map_slot(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scratch) = scratch() else { return 1 };
+    let (b, slot) = (i / 8, (i % 8) as usize);
+    if b >= scratch.table_len {
+        return 1;
+    }
+    if slot == 0 {
         let rc = unsafe {
             probe_read_user_raw(
                 scratch.bucket.as_mut_ptr().cast(),
                 BUCKET_SIZE as u32,
-                (buckets + b * BUCKET_SIZE as u64) as *const _,
+                (scratch.table + b * BUCKET_SIZE as u64) as *const _,
             )
         };
         if rc != 0 {
-            return Err(());
-        }
-        for slot in 0..8 {
-            if scratch.bucket[slot] < MIN_TOP_HASH {
-                continue;
-            }
-            let field = |base: usize, word: usize| -> u64 {
-                let at = base + slot * 16 + word * 8;
-                let mut v = [0u8; 8];
-                v.copy_from_slice(&scratch.bucket[at..at + 8]);
-                u64::from_le_bytes(v)
-            };
-            let (kptr, klen) = (field(BUCKET_KEYS, 0), field(BUCKET_KEYS, 1));
-            let (vptr, vlen) = (field(BUCKET_VALUES, 0), field(BUCKET_VALUES, 1));
-            store(&mut scratch.labels, kptr, klen, vptr, vlen)?;
+            scratch.failed = 1;
+            return 1;
         }
     }
-    Ok(())
+    let tophash = (scratch.bucket[0] >> (8 * slot)) as u8;
+    if tophash < MIN_TOP_HASH {
+        return 0;
+    }
+    let word = |base: usize, w: usize| scratch.bucket[(base / 8 + slot * 2 + w) & 63];
+    let (kptr, klen) = (word(BUCKET_KEYS, 0), word(BUCKET_KEYS, 1));
+    let (vptr, vlen) = (word(BUCKET_VALUES, 0), word(BUCKET_VALUES, 1));
+    if store(&mut scratch.labels, kptr, klen, vptr, vlen).is_err() {
+        scratch.failed = 1;
+        return 1;
+    }
+    0
 }
 
 #[inline(always)]

@@ -1,8 +1,14 @@
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::{
+    ffi::c_void,
+    intrinsics::{atomic_xadd, AtomicOrdering},
+};
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_get_stack},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::{bpf_get_stack, bpf_loop},
+    },
     macros::{map, perf_event, raw_tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, PerfEventContext, RawTracePointContext},
@@ -107,18 +113,48 @@ fn frame_pointer_stack(ctx: &PerfEventContext) -> Option<&'static UserStack> {
     Some(scratch)
 }
 
-/// A hash of the stack's frames (never 0): the key it is stored under.
+/// FNV-1a over whole frames: cheap, and 64 bits make collisions negligible.
+pub const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+const HASH_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 #[inline(always)]
-fn stack_hash(stack: &UserStack) -> u64 {
-    // FNV-1a over whole words: cheap, and 64 bits make collisions negligible.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for i in 0..MAX_STACK_DEPTH {
-        if i as u64 >= stack.len {
-            break;
-        }
-        hash = (hash ^ stack.ips[i]).wrapping_mul(0x0000_0100_0000_01b3);
+pub fn hash_step(hash: u64, ip: u64) -> u64 {
+    (hash ^ ip).wrapping_mul(HASH_PRIME)
+}
+
+/// The key a stack of `len` frames is stored under (never 0).
+#[inline(always)]
+pub fn hash_finish(hash: u64, len: u64) -> u64 {
+    hash_step(hash, len) | 1
+}
+
+/// The hash of the frame-pointer stack in `STACK_SCRATCH`. A `bpf_loop` over its
+/// frames: an unrolled loop with an exit per depth made the verifier check everything
+/// after it once per depth.
+#[inline(always)]
+fn stack_hash(len: u64) -> u64 {
+    let mut hash = HASH_SEED;
+    unsafe {
+        bpf_loop(
+            len.min(MAX_STACK_DEPTH as u64) as u32,
+            hash_frame as *mut c_void,
+            &mut hash as *mut u64 as *mut c_void,
+            0,
+        )
+    };
+    hash_finish(hash, len)
+}
+
+extern "C" fn hash_frame(index: u64, ctx: *mut c_void) -> i64 {
+    let hash = unsafe { &mut *(ctx as *mut u64) };
+    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    if index >= MAX_STACK_DEPTH as u64 {
+        return 1;
     }
-    (hash ^ stack.len).wrapping_mul(0x0000_0100_0000_01b3) | 1
+    *hash = hash_step(*hash, unsafe { (*stack).ips[index as usize] });
+    0
 }
 
 /// Stores `stack` under `hash` unless already there.
@@ -177,28 +213,22 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         stacks_full: Stat::UserStacksFull,
         go_labels,
     };
-    let user_stack = match crate::unwinder::unwind_user(ctx, tgid, user_mode, count) {
-        Some(Ok((stack, flags))) => {
+    match crate::unwinder::unwind_user(ctx, tgid, user_mode, count) {
+        Some(Ok((_, flags, hash))) => {
             sample.flags = flags;
             sample.stacks_full = Stat::DwarfStacksFull;
-            Some(unsafe { &*stack })
+            sample.user_hash = hash;
         }
         // No user registers: already counted by the unwinder.
-        Some(Err(())) => None,
-        None => {
-            let stack = frame_pointer_stack(ctx);
-            if stack.is_none() {
-                count(if user_mode {
-                    Stat::UserStackMissing
-                } else {
-                    Stat::NoUserStack
-                });
-            }
-            stack
-        }
-    };
-    if let Some(stack) = user_stack {
-        sample.user_hash = stack_hash(stack);
+        Some(Err(())) => {}
+        None => match frame_pointer_stack(ctx) {
+            Some(stack) => sample.user_hash = stack_hash(stack.len),
+            None => count(if user_mode {
+                Stat::UserStackMissing
+            } else {
+                Stat::NoUserStack
+            }),
+        },
     }
     if buffer == 0 {
         record(ctx, &sample, &COUNTS_0, &STACKS_0, &USER_STACKS_0);

@@ -31,7 +31,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
     },
     macros::map,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuArray},
     programs::PerfEventContext,
 };
 use profiler_common::{
@@ -65,13 +65,18 @@ const COMPLETE: u32 = 1;
 /// Otherwise `result` is STOPPED + the Stat that explains the stop.
 const STOPPED: u32 = 0x100;
 
-/// The walk's registers and progress; lives on the sampler's stack, handed to the
-/// `bpf_loop` callback.
+/// The walk's registers and progress. It lives in per-CPU map memory, not on the
+/// sampler's stack: the verifier treats values read from a map as unknown, so the
+/// callback's entry state is the same on every iteration and it is verified a couple of
+/// times, instead of once per combination of the constants that steps store (stop
+/// reasons, the exact-pc flag), which made it the bulk of the program's verification.
 #[repr(C)]
 struct Walk {
     ip: u64,
     sp: u64,
     bp: u64,
+    /// FNV-1a over the frames pushed so far (see `sampler::stack_hash`).
+    hash: u64,
     slot: u32,
     len: u32,
     /// 1 while `ip` is an exact pc (leaf frame, frame interrupted by a signal), not a
@@ -79,6 +84,9 @@ struct Walk {
     exact: u32,
     result: u32,
 }
+
+#[map]
+static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn read_user(addr: u64) -> Option<u64> {
@@ -96,12 +104,19 @@ fn stop(walk: &mut Walk, why: Stat) -> i64 {
 /// makes the search land on a mapping that the bounds check after it rejects.
 #[inline(always)]
 fn at_or_below(a: u64, b: u64) -> u32 {
-    ((((b as i64).wrapping_sub(a as i64)) >> 63) + 1) as u32
+    // The round trip through a volatile slot hides the comparison from LLVM, which would
+    // otherwise turn it back into a branch.
+    let mut diff = 0i64;
+    unsafe { core::ptr::write_volatile(&mut diff, (b as i64).wrapping_sub(a as i64)) };
+    ((unsafe { core::ptr::read_volatile(&diff) } >> 63) + 1) as u32
 }
 
 /// One frame; returns 0 to go on, 1 to stop.
-extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
-    let walk = unsafe { &mut *(ctx as *mut Walk) };
+extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(walk) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    let walk = unsafe { &mut *walk };
     let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
@@ -113,6 +128,7 @@ extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     }
     unsafe { *(*stack).ips.as_mut_ptr().add(index as usize) = walk.ip };
     walk.len = index as u32 + 1;
+    walk.hash = crate::sampler::hash_step(walk.hash, walk.ip);
 
     let Some(info) = UNWIND_MAPPINGS.get(walk.slot) else {
         return stop(walk, Stat::UnwindMappingMiss);
@@ -303,7 +319,7 @@ fn user_regs(ctx: &PerfEventContext, user_mode: bool) -> Option<(u64, u64, u64)>
 }
 
 /// Walks the current task's user stack with the unwind tables into a per-CPU
-/// [`UserStack`] and returns it with its [`stack_flags`] (truncated or not), for the
+/// [`UserStack`] and returns it with its [`stack_flags`] (truncated or not) and hash, for the
 /// sampler to store like a frame-pointer stack. None: not a process with unwind tables,
 /// or DWARF unwinding is off (use frame pointers). Err: no user registers (counted).
 #[inline(always)]
@@ -312,7 +328,7 @@ pub fn unwind_user(
     tgid: u32,
     user_mode: bool,
     count: impl Fn(Stat) + Copy,
-) -> Option<Result<(*mut UserStack, u32), ()>> {
+) -> Option<Result<(*mut UserStack, u32, u64), ()>> {
     if unsafe { core::ptr::read_volatile(&UNWIND_ENABLED) } == 0 {
         return None;
     }
@@ -326,10 +342,16 @@ pub fn unwind_user(
         count(Stat::NoUserStack);
         return Some(Err(()));
     }
-    let mut walk = Walk {
+    let Some(walk) = WALK.get_ptr_mut(0) else {
+        count(Stat::UserStackMissing);
+        return Some(Err(()));
+    };
+    let walk = unsafe { &mut *walk };
+    *walk = Walk {
         ip,
         sp,
         bp,
+        hash: crate::sampler::HASH_SEED,
         slot,
         len: 0,
         exact: 1,
@@ -339,7 +361,7 @@ pub fn unwind_user(
         bpf_loop(
             MAX_UNWIND_FRAMES as u32 + 1,
             step as *mut c_void,
-            &mut walk as *mut Walk as *mut c_void,
+            core::ptr::null_mut(),
             0,
         )
     };
@@ -357,8 +379,13 @@ pub fn unwind_user(
             count(Stat::UnwindTruncated);
         }
     }
-    unsafe { (*stack).len = walk.len as u64 };
-    Some(Ok((stack, flags)))
+    let len = walk.len as u64;
+    unsafe { (*stack).len = len };
+    Some(Ok((
+        stack,
+        flags,
+        crate::sampler::hash_finish(walk.hash, len),
+    )))
 }
 
 /// Counts the stop reason stored as a raw Stat index.
