@@ -18,6 +18,10 @@ use profiler_common::{
     STAT_COUNT,
 };
 
+/// Bit of the `ACTIVE_BUFFER` word that tells the kernel side to look for Go processes
+/// (bit 0 is the buffer).
+const GO_PROCESSES_KNOWN: u32 = 2;
+
 /// How long a flip of the active buffer waits for programs that already read the old
 /// value. A sample program runs for a few microseconds; this is three orders of margin.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
@@ -252,6 +256,12 @@ impl Sampler {
         self.go_procs
             .insert(tgid, offsets, 0)
             .context("the Go process map is full")?;
+        if self.active & GO_PROCESSES_KNOWN == 0 {
+            self.active |= GO_PROCESSES_KNOWN;
+            self.active_buffer
+                .set(0, self.active, 0)
+                .context("enabling Go label reading failed")?;
+        }
         Ok(())
     }
 
@@ -261,7 +271,7 @@ impl Sampler {
 
     /// Swaps buffers and returns everything recorded in the one that was active.
     pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
-        let old = self.active as usize;
+        let old = (self.active & 1) as usize;
         self.active ^= 1;
         self.active_buffer
             .set(0, self.active, 0)

@@ -46,7 +46,9 @@ pub static STACK_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries
 static STACKS_0: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 #[map]
 static STACKS_1: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
-/// Index 0 holds the buffer (0 or 1) samples go to; userspace flips it before draining.
+/// Index 0: bit 0 is the buffer samples go to (userspace flips it before draining);
+/// bit 1 is set once userspace has registered a Go process, so hosts without Go skip the
+/// `GO_PROCS` lookup (a hash lookup on every sample).
 #[map]
 static ACTIVE_BUFFER: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
@@ -197,11 +199,16 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     }
     // The low two bits of CS are the privilege level the CPU was interrupted in.
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
-    let buffer = ACTIVE_BUFFER.get(0).copied().unwrap_or(0) & 1;
+    let control = ACTIVE_BUFFER.get(0).copied().unwrap_or(0);
+    let buffer = control & 1;
 
     // Everything that does not depend on the buffer comes first: the verifier checks code
     // after the buffer's branch once per branch, and this is the expensive part.
-    let go_labels = crate::golabels::current_labels(tgid, buffer, count);
+    let go_labels = if control & 2 != 0 {
+        crate::golabels::current_labels(tgid, buffer, count)
+    } else {
+        0
+    };
     // Processes with unwind tables: the DWARF unwinder; the others: frame pointers. Both
     // leave the stack in STACK_SCRATCH.
     let mut sample = Sample {
@@ -261,15 +268,6 @@ fn record(
     stacks: &StackTrace,
     user_stacks: &HashMap<u64, UserStack>,
 ) {
-    let mut user_stack = 0;
-    if s.user_hash != 0 {
-        if let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) {
-            match store_user_stack(unsafe { &*stack }, s.user_hash, user_stacks) {
-                Ok(()) => user_stack = s.user_hash,
-                Err(()) => count(s.stacks_full),
-            }
-        }
-    }
     let kernel_stack_id = if s.user_mode {
         -EFAULT
     } else {
@@ -285,24 +283,40 @@ fn record(
             }
         }
     };
-    if user_stack == 0 && kernel_stack_id < 0 {
+    if s.user_hash == 0 && kernel_stack_id < 0 {
         count(Stat::NoStack);
         return;
     }
 
-    let key = SampleKey {
+    let mut key = SampleKey {
         tgid: s.tgid,
         tid: s.tid,
-        user_stack,
+        user_stack: s.user_hash,
         kernel_stack_id,
         flags: s.flags,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         go_labels: s.go_labels,
     };
+    // A key already counted in this buffer has its user stack stored with it: the common
+    // case costs one lookup.
     if let Some(p) = counts.get_ptr_mut(&key) {
         add_one(p);
         count(Stat::Recorded);
         return;
+    }
+    if s.user_hash != 0 {
+        let stored = match STACK_SCRATCH.get_ptr_mut(0) {
+            Some(stack) => store_user_stack(unsafe { &*stack }, s.user_hash, user_stacks).is_ok(),
+            None => false,
+        };
+        if !stored {
+            count(s.stacks_full);
+            if kernel_stack_id < 0 {
+                count(Stat::NoStack);
+                return;
+            }
+            key.user_stack = 0;
+        }
     }
     match counts.insert(&key, &1, BPF_NOEXIST as u64) {
         Ok(()) => count(Stat::Recorded),
