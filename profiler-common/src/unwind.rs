@@ -102,7 +102,9 @@ pub struct UnwindMapping {
 #[derive(Clone, Copy, Debug)]
 pub struct ProcUnwindInfo {
     pub len: u32,
-    pub _pad: u32,
+    /// Changes (never 0) every time userspace writes the entry: rows the kernel side
+    /// cached for this process are valid only under the generation they were found in.
+    pub generation: u32,
     pub mappings: [UnwindMapping; MAX_UNWIND_MAPPINGS],
 }
 
@@ -110,7 +112,7 @@ impl Default for ProcUnwindInfo {
     fn default() -> Self {
         Self {
             len: 0,
-            _pad: 0,
+            generation: 0,
             mappings: [UnwindMapping::default(); MAX_UNWIND_MAPPINGS],
         }
     }

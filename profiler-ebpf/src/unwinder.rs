@@ -88,6 +88,25 @@ struct Walk {
 #[map]
 static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 
+/// A row found for a pc of a process, like a TLB entry: a hot frame then costs one cache
+/// line instead of the two binary searches (a dozen or more cold cache lines per frame).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CachedRow {
+    pc: u64,
+    /// `ProcUnwindInfo::generation` when the row was found; 0 = empty.
+    generation: u32,
+    _pad: u32,
+    row: UnwindRow,
+}
+
+const ROW_CACHE_ENTRIES: u32 = 4096;
+/// A `kind` for cached pcs of mappings without a table (unwound by frame pointer).
+const KIND_FRAME_POINTER: u8 = 0xfe;
+
+#[map]
+static ROW_CACHE: PerCpuArray<CachedRow> = PerCpuArray::with_max_entries(ROW_CACHE_ENTRIES, 0);
+
 #[inline(always)]
 fn read_user(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
@@ -139,51 +158,31 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
         walk.ip.wrapping_sub(1)
     };
 
-    // Last mapping starting at or below pc: a branch-free binary search (the answer lies
-    // in [base, base + n); each step halves n). With no data-dependent branch the verifier
-    // walks the search once instead of exploring both sides of every comparison.
-    let len = info.len & (2 * MAX_UNWIND_MAPPINGS as u32 - 1);
-    if len == 0 {
-        return stop(walk, Stat::UnwindMappingMiss);
-    }
-    let mut base: u32 = 0;
-    let mut n: u32 = len;
-    for _ in 0..MAPPING_SEARCH_STEPS {
-        let half = n >> 1;
-        let start = info.mappings[((base + half) as usize) & (MAX_UNWIND_MAPPINGS - 1)].start;
-        base += half * at_or_below(start, pc);
-        n -= half;
-    }
-    let m = &info.mappings[(base as usize) & (MAX_UNWIND_MAPPINGS - 1)];
-    if m.start > pc || pc >= m.end {
-        return stop(walk, Stat::UnwindMappingMiss);
-    }
-
-    if m.table_len == 0 {
-        return frame_pointer_step(walk);
-    }
-
-    let rel = pc.wrapping_sub(m.bias);
-    if rel > u32::MAX as u64 {
-        return stop(walk, Stat::UnwindTableMiss);
-    }
-    let rel = rel as u32;
-    // Last row at or below rel, branch-free like the mapping search.
-    let mut base = m.table_start;
-    let mut n = m.table_len;
-    for _ in 0..ROW_SEARCH_STEPS {
-        let half = n >> 1;
-        let Some(row) = UNWIND_ROWS.get(base + half) else {
-            return stop(walk, Stat::UnwindTableMiss);
-        };
-        base += half * at_or_below(u64::from(row.pc), u64::from(rel));
-        n -= half;
-    }
-    let Some(row) = UNWIND_ROWS.get(base) else {
-        return stop(walk, Stat::UnwindTableMiss);
+    let generation = info.generation;
+    let slot = ((pc ^ (pc >> 12) ^ u64::from(generation).wrapping_mul(0x9e37_79b9)) as u32)
+        & (ROW_CACHE_ENTRIES - 1);
+    let cached = ROW_CACHE.get_ptr_mut(slot);
+    let row = match cached {
+        Some(c) if unsafe { (*c).pc == pc && (*c).generation == generation } => unsafe { (*c).row },
+        _ => {
+            let Some(row) = find_row(walk, info, pc) else {
+                return 1;
+            };
+            if let Some(c) = cached {
+                unsafe {
+                    *c = CachedRow {
+                        pc,
+                        generation,
+                        _pad: 0,
+                        row,
+                    }
+                };
+            }
+            row
+        }
     };
-    if row.pc > rel {
-        return stop(walk, Stat::UnwindTableMiss);
+    if row.kind == KIND_FRAME_POINTER {
+        return frame_pointer_step(walk);
     }
 
     let cfa = match row.kind {
@@ -226,6 +225,68 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     0
+}
+
+/// The row for `pc` in the process's tables (a [`KIND_FRAME_POINTER`] row for a mapping
+/// without one); None when there is none (the stop is recorded in `walk`).
+#[inline(always)]
+fn find_row(walk: &mut Walk, info: &ProcUnwindInfo, pc: u64) -> Option<UnwindRow> {
+    // Last mapping starting at or below pc: a branch-free binary search (the answer lies
+    // in [base, base + n); each step halves n). With no data-dependent branch the verifier
+    // walks the search once instead of exploring both sides of every comparison.
+    let len = info.len & (2 * MAX_UNWIND_MAPPINGS as u32 - 1);
+    if len == 0 {
+        stop(walk, Stat::UnwindMappingMiss);
+        return None;
+    }
+    let mut base: u32 = 0;
+    let mut n: u32 = len;
+    for _ in 0..MAPPING_SEARCH_STEPS {
+        let half = n >> 1;
+        let start = info.mappings[((base + half) as usize) & (MAX_UNWIND_MAPPINGS - 1)].start;
+        base += half * at_or_below(start, pc);
+        n -= half;
+    }
+    let m = &info.mappings[(base as usize) & (MAX_UNWIND_MAPPINGS - 1)];
+    if m.start > pc || pc >= m.end {
+        stop(walk, Stat::UnwindMappingMiss);
+        return None;
+    }
+
+    if m.table_len == 0 {
+        return Some(UnwindRow {
+            kind: KIND_FRAME_POINTER,
+            ..Default::default()
+        });
+    }
+
+    let rel = pc.wrapping_sub(m.bias);
+    if rel > u32::MAX as u64 {
+        stop(walk, Stat::UnwindTableMiss);
+        return None;
+    }
+    let rel = rel as u32;
+    // Last row at or below rel, branch-free like the mapping search.
+    let mut base = m.table_start;
+    let mut n = m.table_len;
+    for _ in 0..ROW_SEARCH_STEPS {
+        let half = n >> 1;
+        let Some(row) = UNWIND_ROWS.get(base + half) else {
+            stop(walk, Stat::UnwindTableMiss);
+            return None;
+        };
+        base += half * at_or_below(u64::from(row.pc), u64::from(rel));
+        n -= half;
+    }
+    let Some(row) = UNWIND_ROWS.get(base) else {
+        stop(walk, Stat::UnwindTableMiss);
+        return None;
+    };
+    if row.pc > rel {
+        stop(walk, Stat::UnwindTableMiss);
+        return None;
+    }
+    Some(*row)
 }
 
 /// Code without unwind information: trust the frame pointer for one frame.

@@ -201,6 +201,9 @@ impl<M: UnwindMaps> UnwindLoader<M> {
             keys.push(key);
         }
         info.len = mappings.len().min(MAX_UNWIND_MAPPINGS) as u32;
+        // Unique per write (the tick advances on every update), never 0 (an empty cache
+        // entry).
+        info.generation = (self.tick as u32).max(1);
         if keys.is_empty() {
             self.remove_process(pid);
             return false;

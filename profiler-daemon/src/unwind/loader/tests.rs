@@ -260,3 +260,22 @@ fn a_table_resolved_for_a_process_is_not_evicted_by_its_next_mapping() {
     );
     assert_eq!(l.stats().over_cap, 1);
 }
+
+#[test]
+fn every_write_of_a_process_has_a_new_generation() {
+    // The kernel side caches rows per (generation, pc): a rewrite of a process (exec,
+    // dlopen, a slot reused by another process) must never keep an old generation.
+    let mut l = loader(1000, 1);
+    let maps = [mapping(0x7f00_0000_1000, Some(0))];
+    assert!(l.update_process(10, &maps, resolver(ROWS)));
+    let first = l.maps.procs[&10].1.generation;
+    assert!(l.update_process(10, &maps, resolver(ROWS)));
+    let second = l.maps.procs[&10].1.generation;
+    l.remove_process(10);
+    assert!(l.update_process(11, &maps, resolver(ROWS)));
+    let (slot, info) = l.maps.procs[&11];
+    assert_eq!(slot, 0, "the only slot is reused");
+    let gens = [first, second, info.generation];
+    assert!(gens.iter().all(|&g| g != 0), "{gens:?}");
+    assert!(first != second && second != info.generation && first != info.generation);
+}
