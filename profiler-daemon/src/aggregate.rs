@@ -68,6 +68,10 @@ pub struct Aggregate {
     pub total: u64,
     /// Samples whose process could not be read to symbolize them.
     pub unreadable_process_samples: u64,
+    /// Leave kernel frames unnamed until [`Aggregate::resolve_kernel`]: kernel addresses
+    /// never go stale, so a one-shot recording names them once at the end, when the
+    /// kernel symbol table no longer shares memory with the parsed user binaries.
+    pub defer_kernel: bool,
 }
 
 impl Aggregate {
@@ -76,11 +80,16 @@ impl Aggregate {
         for sample in samples {
             locations.clear();
             let pid = sample.key.tgid;
+            let defer_kernel = self.defer_kernel;
             for &addr in &sample.kernel {
                 locations.push(self.intern(LocationKey::Kernel(addr), || Location {
                     module: Module::Kernel,
                     address: addr,
-                    frames: sym.kernel(addr),
+                    frames: if defer_kernel {
+                        Frames::from(Vec::new())
+                    } else {
+                        sym.kernel(addr)
+                    },
                 }));
             }
             let thread: Arc<str> = comm_str(&sample.key.comm).into();
@@ -171,6 +180,23 @@ impl Aggregate {
                     address: offset,
                     frames: symbolize::unknown(&label, offset),
                 })
+            }
+        }
+    }
+
+    /// An aggregate that leaves kernel frames unnamed until [`Aggregate::resolve_kernel`].
+    pub fn deferring_kernel() -> Self {
+        Self {
+            defer_kernel: true,
+            ..Default::default()
+        }
+    }
+
+    /// Names the kernel frames left unnamed by [`Aggregate::defer_kernel`].
+    pub fn resolve_kernel(&mut self, sym: &mut Symbolizer) {
+        for loc in &mut self.locations {
+            if matches!(loc.module, Module::Kernel) && loc.frames.is_empty() {
+                loc.frames = sym.kernel(loc.address);
             }
         }
     }
@@ -311,4 +337,57 @@ pub fn comm_str(comm: &[u8]) -> &str {
 /// Folded format separates frames with ';' and ends with " count".
 fn sanitize(name: &str) -> String {
     name.replace(';', ":").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profiler_common::SampleKey;
+
+    fn kernel_sample(addr: u64) -> RawSample {
+        RawSample {
+            key: SampleKey {
+                tgid: 1,
+                tid: 1,
+                user_stack: 0,
+                kernel_stack_id: 0,
+                flags: 0,
+                comm: *b"kworker\0\0\0\0\0\0\0\0\0",
+                go_labels: 0,
+            },
+            count: 3,
+            user: Vec::new(),
+            kernel: vec![addr],
+            go_labels: None,
+        }
+    }
+
+    #[test]
+    fn deferred_kernel_frames_are_named_once_resolved() {
+        let mut procs = ProcessTable::default();
+        let mut sym = Symbolizer::new(100);
+        let mut agg = Aggregate {
+            defer_kernel: true,
+            ..Default::default()
+        };
+        agg.add(
+            &[kernel_sample(0xffff_ffff_8100_0000)],
+            &mut procs,
+            &mut sym,
+        );
+        assert_eq!(agg.total, 3);
+        assert!(agg.locations[0].frames.is_empty(), "named before resolve");
+        agg.resolve_kernel(&mut sym);
+        let name = &agg.locations[0].frames[0].function;
+        // Named from kallsyms as root, or as an address when it is hidden.
+        assert!(name.ends_with(crate::symbolize::KERNEL_SUFFIX), "{name}");
+
+        let mut direct = Aggregate::default();
+        direct.add(
+            &[kernel_sample(0xffff_ffff_8100_0000)],
+            &mut procs,
+            &mut sym,
+        );
+        assert_eq!(direct.locations[0].frames, agg.locations[0].frames);
+    }
 }

@@ -229,6 +229,14 @@ impl Collector {
         Ok(skipped)
     }
 
+    /// Names the kernel frames `agg` deferred ([`Aggregate::defer_kernel`]), after
+    /// releasing the parsed user binaries, so the two never occupy memory together.
+    pub fn resolve_kernel_frames(&mut self, agg: &mut Aggregate) {
+        self.symbolizer.end_drain(0);
+        release_free_heap();
+        agg.resolve_kernel(&mut self.symbolizer);
+    }
+
     pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {
         self.sampler.stats()
     }

@@ -132,7 +132,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(args.duration);
     let drain_every = Duration::from_millis(args.sampler.drain_interval_ms.max(10));
     let progress = std::io::stderr().is_terminal();
-    let mut agg = Aggregate::default();
+    let mut agg = Aggregate::deferring_kernel();
     let mut last_drain = Instant::now();
     let mut last_progress = Instant::now();
 
@@ -161,6 +161,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     }
     collector.collect_into(&mut agg)?;
     let elapsed = start.elapsed();
+    collector.resolve_kernel_frames(&mut agg);
     if progress {
         eprint!("\r\x1b[2K");
     }
