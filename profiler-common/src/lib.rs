@@ -13,6 +13,16 @@ pub const TASK_COMM_LEN: usize = 16;
 /// default is 127).
 pub const MAX_STACK_DEPTH: usize = 127;
 
+/// Bits of the `ACTIVE_BUFFER` word, which userspace writes and the sampler reads on
+/// every sample.
+pub mod control {
+    /// The buffer pair samples go to (0 or 1); flipped before each drain.
+    pub const BUFFER: u32 = 1;
+    /// Set once userspace has registered a Go process: until then the sampler skips the
+    /// `GO_PROCS` lookup.
+    pub const GO_PROCESSES: u32 = 2;
+}
+
 /// Names of the maps and programs in the eBPF object, so userspace looks them up by the
 /// same string the kernel side declares.
 pub mod names {

@@ -68,10 +68,8 @@ pub struct Aggregate {
     pub total: u64,
     /// Samples whose process could not be read to symbolize them.
     pub unreadable_process_samples: u64,
-    /// Leave kernel frames unnamed until [`Aggregate::resolve_kernel`]: kernel addresses
-    /// never go stale, so a one-shot recording names them once at the end, when the
-    /// kernel symbol table no longer shares memory with the parsed user binaries.
-    pub defer_kernel: bool,
+    /// See [`Aggregate::deferring_kernel`].
+    defer_kernel: bool,
 }
 
 impl Aggregate {
@@ -184,7 +182,10 @@ impl Aggregate {
         }
     }
 
-    /// An aggregate that leaves kernel frames unnamed until [`Aggregate::resolve_kernel`].
+    /// An aggregate that leaves kernel frames unnamed until [`Aggregate::resolve_kernel`]:
+    /// kernel addresses never go stale, so a one-shot recording names them once at the
+    /// end, when the kernel symbol table no longer shares memory with the parsed user
+    /// binaries.
     pub fn deferring_kernel() -> Self {
         Self {
             defer_kernel: true,
@@ -192,7 +193,7 @@ impl Aggregate {
         }
     }
 
-    /// Names the kernel frames left unnamed by [`Aggregate::defer_kernel`].
+    /// Names the kernel frames left unnamed by [`Aggregate::deferring_kernel`].
     pub fn resolve_kernel(&mut self, sym: &mut Symbolizer) {
         for loc in &mut self.locations {
             if matches!(loc.module, Module::Kernel) && loc.frames.is_empty() {
@@ -366,10 +367,7 @@ mod tests {
     fn deferred_kernel_frames_are_named_once_resolved() {
         let mut procs = ProcessTable::default();
         let mut sym = Symbolizer::new(100);
-        let mut agg = Aggregate {
-            defer_kernel: true,
-            ..Default::default()
-        };
+        let mut agg = Aggregate::deferring_kernel();
         agg.add(
             &[kernel_sample(0xffff_ffff_8100_0000)],
             &mut procs,

@@ -229,7 +229,7 @@ impl Collector {
         Ok(skipped)
     }
 
-    /// Names the kernel frames `agg` deferred ([`Aggregate::defer_kernel`]), after
+    /// Names the kernel frames `agg` deferred ([`Aggregate::deferring_kernel`]), after
     /// releasing the parsed user binaries, so the two never occupy memory together.
     pub fn resolve_kernel_frames(&mut self, agg: &mut Aggregate) {
         self.symbolizer.end_drain(0);

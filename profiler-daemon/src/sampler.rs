@@ -14,13 +14,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    defaults, names, GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat, UserStack,
-    STAT_COUNT,
+    control, defaults, names, GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat,
+    UserStack, STAT_COUNT,
 };
-
-/// Bit of the `ACTIVE_BUFFER` word that tells the kernel side to look for Go processes
-/// (bit 0 is the buffer).
-const GO_PROCESSES_KNOWN: u32 = 2;
 
 /// How long a flip of the active buffer waits for programs that already read the old
 /// value. A sample program runs for a few microseconds; this is three orders of margin.
@@ -256,8 +252,8 @@ impl Sampler {
         self.go_procs
             .insert(tgid, offsets, 0)
             .context("the Go process map is full")?;
-        if self.active & GO_PROCESSES_KNOWN == 0 {
-            self.active |= GO_PROCESSES_KNOWN;
+        if self.active & control::GO_PROCESSES == 0 {
+            self.active |= control::GO_PROCESSES;
             self.active_buffer
                 .set(0, self.active, 0)
                 .context("enabling Go label reading failed")?;
@@ -271,8 +267,8 @@ impl Sampler {
 
     /// Swaps buffers and returns everything recorded in the one that was active.
     pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
-        let old = (self.active & 1) as usize;
-        self.active ^= 1;
+        let old = (self.active & control::BUFFER) as usize;
+        self.active ^= control::BUFFER;
         self.active_buffer
             .set(0, self.active, 0)
             .context("switching the active sample buffer failed")?;

@@ -180,7 +180,7 @@ fn read_labels(tgid: u32, buffer: u32, o: &GoOffsets, fsbase_offset: u64) -> Res
 const LABELS_WORDS: usize = core::mem::size_of::<GoLabels>() / 8;
 const _: () = assert!(core::mem::size_of::<GoLabels>() % 8 == 0);
 
-/// Go >= 1.24: `labels` points at a slice header of `{key, value string}`, sorted by key.
+#[inline(always)]
 fn scratch() -> Option<&'static mut Scratch> {
     Some(unsafe { &mut *GO_SCRATCH.get_ptr_mut(0)? })
 }
@@ -195,7 +195,8 @@ fn loop_failed() -> Result<(), ()> {
     }
 }
 
-/// A `[]LabelPair` (Go >= 1.24): `table` = its data pointer, `table_len` = its length.
+/// Go >= 1.24: `labels` points at a slice header of `{key, value string}` pairs, sorted
+/// by key; the walk's `table` = its data pointer, `table_len` = its length.
 #[inline(always)]
 fn read_slice(labels: u64) -> Result<(), ()> {
     let scratch = scratch().ok_or(())?;
@@ -234,7 +235,8 @@ extern "C" fn slice_label(i: u64, _ctx: *mut c_void) -> i64 {
     0
 }
 
-/// A `map[string]string` (Go <= 1.23): `table` = its buckets, `table_len` = how many.
+/// Go <= 1.23: `labels` points at a `map[string]string` variable, which points at its
+/// hmap; the walk's `table` = its buckets, `table_len` = how many.
 #[inline(always)]
 fn read_map(labels: u64) -> Result<(), ()> {
     let scratch = scratch().ok_or(())?;

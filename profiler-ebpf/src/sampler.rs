@@ -14,7 +14,8 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, PerfEventContext, RawTracePointContext},
 };
 use profiler_common::{
-    defaults, proc_event, ProcEvent, SampleKey, Stat, UserStack, MAX_STACK_DEPTH, STAT_COUNT,
+    control, defaults, proc_event, ProcEvent, SampleKey, Stat, UserStack, MAX_STACK_DEPTH,
+    STAT_COUNT,
 };
 
 const EFAULT: i32 = 14;
@@ -46,9 +47,8 @@ pub static STACK_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries
 static STACKS_0: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 #[map]
 static STACKS_1: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
-/// Index 0: bit 0 is the buffer samples go to (userspace flips it before draining);
-/// bit 1 is set once userspace has registered a Go process, so hosts without Go skip the
-/// `GO_PROCS` lookup (a hash lookup on every sample).
+/// Index 0: the control word (`profiler_common::control`): which buffer samples go to,
+/// and whether any Go process is registered.
 #[map]
 static ACTIVE_BUFFER: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
@@ -200,11 +200,11 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     // The low two bits of CS are the privilege level the CPU was interrupted in.
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
     let control = ACTIVE_BUFFER.get(0).copied().unwrap_or(0);
-    let buffer = control & 1;
+    let buffer = control & control::BUFFER;
 
     // Everything that does not depend on the buffer comes first: the verifier checks code
     // after the buffer's branch once per branch, and this is the expensive part.
-    let go_labels = if control & 2 != 0 {
+    let go_labels = if control & control::GO_PROCESSES != 0 {
         crate::golabels::current_labels(tgid, buffer, count)
     } else {
         0
@@ -221,7 +221,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         go_labels,
     };
     match crate::unwinder::unwind_user(ctx, tgid, user_mode, count) {
-        Some(Ok((_, flags, hash))) => {
+        Some(Ok((flags, hash))) => {
             sample.flags = flags;
             sample.stacks_full = Stat::DwarfStacksFull;
             sample.user_hash = hash;

@@ -39,7 +39,7 @@ use profiler_common::{
         defaults, row_kind, sigframe, stack_flags, ProcUnwindInfo, UnwindRow, MAX_UNWIND_FRAMES,
         MAX_UNWIND_MAPPINGS,
     },
-    Stat, UserStack,
+    Stat,
 };
 
 /// Set by the loader: 1 = unwind registered processes with their tables.
@@ -379,9 +379,9 @@ fn user_regs(ctx: &PerfEventContext, user_mode: bool) -> Option<(u64, u64, u64)>
     Some((r.ip, r.sp, r.bp))
 }
 
-/// Walks the current task's user stack with the unwind tables into a per-CPU
-/// [`UserStack`] and returns it with its [`stack_flags`] (truncated or not) and hash, for the
-/// sampler to store like a frame-pointer stack. None: not a process with unwind tables,
+/// Walks the current task's user stack with the unwind tables into `STACK_SCRATCH` and
+/// returns its [`stack_flags`] (truncated or not) and hash, for the sampler to store it
+/// like a frame-pointer stack. None: not a process with unwind tables,
 /// or DWARF unwinding is off (use frame pointers). Err: no user registers (counted).
 #[inline(always)]
 pub fn unwind_user(
@@ -389,7 +389,7 @@ pub fn unwind_user(
     tgid: u32,
     user_mode: bool,
     count: impl Fn(Stat) + Copy,
-) -> Option<Result<(*mut UserStack, u32, u64), ()>> {
+) -> Option<Result<(u32, u64), ()>> {
     if unsafe { core::ptr::read_volatile(&UNWIND_ENABLED) } == 0 {
         return None;
     }
@@ -442,11 +442,7 @@ pub fn unwind_user(
     }
     let len = walk.len as u64;
     unsafe { (*stack).len = len };
-    Some(Ok((
-        stack,
-        flags,
-        crate::sampler::hash_finish(walk.hash, len),
-    )))
+    Some(Ok((flags, crate::sampler::hash_finish(walk.hash, len))))
 }
 
 /// Counts the stop reason stored as a raw Stat index.

@@ -1,7 +1,8 @@
 //! The sampling loop: sleeps until the kernel announces a process event and reacts to it
 //! (labels a process on its first sample, while it lives; re-labels on exec; keeps an
-//! exited process's target until its window is out), drains the kernel every drain interval into the window's [`Aggregate`], and at
-//! each window boundary hands the window to the encoder with `try_send`.
+//! exited process's target until its window is out), drains the kernel every drain
+//! interval into the window's [`Aggregate`], and at each window boundary hands the window
+//! to the encoder with `try_send`.
 //!
 //! Windows are aligned to multiples of the collect interval on the wall clock (like
 //! Pyroscope's 10 s alignment) except the first, which starts when the agent starts.
