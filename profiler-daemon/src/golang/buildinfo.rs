@@ -13,8 +13,13 @@ pub fn go_version(file: &object::File<'_>) -> Option<String> {
             }
         }
     }
-    // Section headers may be gone: the blob sits 16-byte aligned in a writable segment.
-    for seg in file.segments() {
+    // Only a file without section headers is scanned: scanning every binary of a host
+    // would read (and keep resident) whole files, tens of MB each, to learn they are not Go.
+    if file.sections().next().is_some() {
+        return None;
+    }
+    // The blob sits 16-byte aligned in a writable segment.
+    for seg in file.segments().filter(is_writable) {
         let Ok(data) = seg.data() else { continue };
         let mut off = 0;
         while off + MAGIC.len() <= data.len() {
@@ -27,6 +32,11 @@ pub fn go_version(file: &object::File<'_>) -> Option<String> {
         }
     }
     None
+}
+
+fn is_writable(seg: &object::Segment<'_, '_>) -> bool {
+    const PF_W: u32 = 2;
+    matches!(seg.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & PF_W != 0)
 }
 
 fn parse(data: &[u8], file: &object::File<'_>) -> Option<String> {
@@ -81,4 +91,65 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ELF with no section headers and one PT_LOAD segment holding a Go >= 1.18
+    /// build-info blob at offset 0x80 of the file.
+    fn headerless_elf(p_flags: u32) -> Vec<u8> {
+        let mut blob = MAGIC.to_vec();
+        blob.extend([8, 2]); // pointer size, inline-strings flag
+        blob.resize(32, 0);
+        blob.push(8);
+        blob.extend(b"go1.21.4");
+        let (data_off, len) = (0x80u64, 0x80 + blob.len() as u64);
+
+        let mut f = vec![0u8; data_off as usize];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // 64-bit
+        f[5] = 1; // little endian
+        f[6] = 1; // version
+        f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        f[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        f[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        let ph = &mut f[64..120];
+        ph[..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[4..8].copy_from_slice(&(p_flags | 4).to_le_bytes()); // always readable
+        ph[16..24].copy_from_slice(&0x40_0000u64.to_le_bytes()); // p_vaddr
+        ph[24..32].copy_from_slice(&0x40_0000u64.to_le_bytes()); // p_paddr
+        ph[32..40].copy_from_slice(&len.to_le_bytes()); // p_filesz
+        ph[40..48].copy_from_slice(&len.to_le_bytes()); // p_memsz
+        ph[48..56].copy_from_slice(&0x1000u64.to_le_bytes());
+        f.extend(blob);
+        f
+    }
+
+    #[test]
+    fn headerless_go_binary_is_found_in_its_writable_segment() {
+        let elf = headerless_elf(2);
+        let file = object::File::parse(&*elf).unwrap();
+        assert_eq!(go_version(&file).as_deref(), Some("go1.21.4"));
+    }
+
+    #[test]
+    fn code_segments_are_not_scanned() {
+        let elf = headerless_elf(1);
+        let file = object::File::parse(&*elf).unwrap();
+        assert_eq!(go_version(&file), None);
+    }
+
+    #[test]
+    fn a_binary_with_section_headers_and_no_go_section_is_not_go() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let file = object::File::parse(&*exe).unwrap();
+        assert!(file.sections().next().is_some());
+        assert_eq!(go_version(&file), None);
+    }
 }
