@@ -1,9 +1,13 @@
 //! Turns addresses into function names: user addresses by (binary, file offset) with
 //! blazesym (ELF symbols, DWARF with inlined functions and lines, Go, demangling), kernel
-//! addresses with kallsyms (our compact table, see [`crate::kallsyms`]). Results are cached per binary and offset, so an address seen
-//! again costs one hash lookup.
+//! addresses with kallsyms (our compact table, see [`crate::kallsyms`]). Results are cached
+//! per binary and offset, so an address seen again costs one hash lookup.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use blazesym::symbolize::{
     evict,
@@ -38,15 +42,28 @@ pub struct SymbolizerStats {
     pub cached: usize,
 }
 
+/// Where separate debug files are looked up (blazesym's defaults, named here because
+/// releasing a binary must also release the debug file blazesym found for it).
+const DEBUG_DIRS: &[&str] = &["/usr/lib/debug", "/lib/debug"];
+
+/// A binary blazesym holds parsed.
+struct Parsed {
+    path: PathBuf,
+    build_id: Option<String>,
+    /// The drain that last used it.
+    drain: u64,
+}
+
 pub struct Symbolizer {
     blazesym: Blazesym,
+    debug_dirs: Vec<PathBuf>,
     /// Loaded on the first kernel address.
     kallsyms: Option<Kallsyms>,
     user: HashMap<(BinaryId, u64), Frames>,
     kernel: HashMap<u64, Frames>,
     max_entries: usize,
-    /// Binaries blazesym holds parsed (ELF, DWARF), with the drain that last used them.
-    parsed: HashMap<BinaryId, (std::path::PathBuf, u64)>,
+    /// Binaries blazesym holds parsed (ELF, DWARF).
+    parsed: HashMap<BinaryId, Parsed>,
     drain: u64,
     hits: u64,
     misses: u64,
@@ -56,13 +73,13 @@ impl Symbolizer {
     /// `max_entries` caps each cache; past it the cache is cleared (cheap to refill,
     /// since blazesym keeps the parsed binaries).
     pub fn new(max_entries: usize) -> Self {
-        let blazesym = Blazesym::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
+        Self::with_debug_dirs(max_entries, DEBUG_DIRS.iter().map(PathBuf::from).collect())
+    }
+
+    fn with_debug_dirs(max_entries: usize, debug_dirs: Vec<PathBuf>) -> Self {
         Self {
-            blazesym,
+            blazesym: new_blazesym(&debug_dirs),
+            debug_dirs,
             kallsyms: None,
             user: HashMap::new(),
             kernel: HashMap::new(),
@@ -93,7 +110,14 @@ impl Symbolizer {
             self.user.clear();
         }
         let path = binary.open_path();
-        self.parsed.insert(id, (path.clone(), self.drain));
+        self.parsed.insert(
+            id,
+            Parsed {
+                path: path.clone(),
+                build_id: binary.build_id.clone(),
+                drain: self.drain,
+            },
+        );
         let src = Source::Elf(Elf::new(path));
         let frames = match self
             .blazesym
@@ -140,32 +164,78 @@ impl Symbolizer {
     pub fn end_drain(&mut self, keep: usize) {
         let current = self.drain;
         self.drain += 1;
-        let mut by_age: Vec<(u64, BinaryId)> = self
-            .parsed
-            .iter()
-            .map(|(id, (_, used))| (*used, *id))
-            .collect();
+        let mut by_age: Vec<(u64, BinaryId)> =
+            self.parsed.iter().map(|(id, p)| (p.drain, *id)).collect();
         by_age.sort_unstable_by(|a, b| b.cmp(a));
         for (i, (used, id)) in by_age.into_iter().enumerate() {
             if used == current && i < keep {
                 continue;
             }
-            if let Some((path, _)) = self.parsed.remove(&id) {
-                let _ = self
-                    .blazesym
-                    .evict(&evict::Evict::Elf(evict::Elf::new(path)));
-            }
+            self.release(id);
+        }
+        if self.parsed.is_empty() {
+            // Nothing needs to stay parsed: a fresh instance guarantees that whatever
+            // blazesym opened along the way (debug links by name, say) is gone too.
+            self.blazesym = new_blazesym(&self.debug_dirs);
         }
     }
 
     /// Drops everything cached for a binary that is being closed.
     pub fn forget(&mut self, id: BinaryId, binary: &Binary) {
-        self.parsed.remove(&id);
         self.user.retain(|(b, _), _| *b != id);
+        if self.release(id).is_none() {
+            // Not parsed now, but evicting an unknown path is a no-op.
+            self.evict(&binary.open_path(), binary.build_id.as_deref());
+        }
+    }
+
+    /// Lets blazesym drop a parsed binary: the binary itself and the separate debug file
+    /// it found by build id, which its cache keys by its own path. Releasing only the
+    /// binary would leave the debug file's inflated DWARF (10 MB for libc) resident.
+    fn release(&mut self, id: BinaryId) -> Option<()> {
+        let parsed = self.parsed.remove(&id)?;
+        self.evict(&parsed.path, parsed.build_id.as_deref());
+        Some(())
+    }
+
+    fn evict(&mut self, path: &Path, build_id: Option<&str>) {
         let _ = self
             .blazesym
-            .evict(&evict::Evict::Elf(evict::Elf::new(binary.open_path())));
+            .evict(&evict::Evict::Elf(evict::Elf::new(path.to_path_buf())));
+        for debug_file in build_id
+            .into_iter()
+            .flat_map(|id| debug_file_candidates(&self.debug_dirs, id))
+        {
+            let _ = self
+                .blazesym
+                .evict(&evict::Evict::Elf(evict::Elf::new(debug_file)));
+        }
     }
+}
+
+fn new_blazesym(debug_dirs: &[PathBuf]) -> Blazesym {
+    Blazesym::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .set_debug_dirs(Some(debug_dirs))
+        .build()
+}
+
+/// `<dir>/.build-id/<first byte>/<rest>.debug`, the paths blazesym tries for a build id.
+fn debug_file_candidates<'a>(
+    debug_dirs: &'a [PathBuf],
+    build_id: &'a str,
+) -> impl Iterator<Item = PathBuf> + 'a {
+    let split =
+        (build_id.len() >= 16 && build_id.is_char_boundary(2)).then(|| build_id.split_at(2));
+    split.into_iter().flat_map(move |(first, rest)| {
+        debug_dirs.iter().map(move |dir| {
+            dir.join(".build-id")
+                .join(first)
+                .join(format!("{rest}.debug"))
+        })
+    })
 }
 
 /// A frame for an address we could not name: the binary and offset, which is what a
@@ -215,6 +285,103 @@ mod tests {
         sym.user(1, &binary, offset);
         assert_eq!(sym.stats().hits, hits + 1);
         assert!(sym.parsed.is_empty());
+    }
+
+    fn is_mapped(path: &Path) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
+    }
+
+    /// A C program whose DWARF lives in a separate, compressed debug file found by build
+    /// id (as distributions ship them), and the file offset of its `work` function.
+    fn program_with_separate_debug_file(dir: &Path) -> (Binary, PathBuf, u64) {
+        use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
+        let run = |cmd: &mut std::process::Command| {
+            let status = cmd.status().unwrap();
+            assert!(status.success(), "{cmd:?}");
+        };
+        let src = dir.join("t.c");
+        std::fs::write(
+            &src,
+            "int work(int n) { int s = 0; for (int i = 0; i < n; i++) s += i * i; return s; }\n\
+             int main(int argc, char **argv) { return work(argc); }\n",
+        )
+        .unwrap();
+        let prog = dir.join("prog");
+        run(std::process::Command::new("gcc")
+            .args(["-O1", "-g", "-Wl,--build-id", "-o"])
+            .args([&prog, &src]));
+        let build_id: String = blazesym::helper::read_elf_build_id(&prog)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let debug_file = dir
+            .join("debug/.build-id")
+            .join(&build_id[..2])
+            .join(format!("{}.debug", &build_id[2..]));
+        std::fs::create_dir_all(debug_file.parent().unwrap()).unwrap();
+        run(std::process::Command::new("objcopy")
+            .args(["--only-keep-debug", "--compress-debug-sections=zlib"])
+            .args([&prog, &debug_file]));
+        run(std::process::Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(format!("--add-gnu-debuglink={}", debug_file.display()))
+            .arg(&prog));
+
+        let data = std::fs::read(&prog).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        let addr = elf
+            .symbols()
+            .find(|s| s.name() == Ok("work"))
+            .unwrap()
+            .address();
+        let seg = elf
+            .segments()
+            .find(|s| (s.address()..s.address() + s.size()).contains(&addr))
+            .unwrap();
+        let offset = addr - seg.address() + seg.file_range().0;
+        let mut binary = Binary::open(prog.to_str().unwrap()).unwrap();
+        binary.build_id = Some(build_id);
+        (binary, debug_file, offset)
+    }
+
+    #[test]
+    fn releasing_a_binary_unmaps_its_separate_debug_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (binary, debug_file, offset) = program_with_separate_debug_file(dir.path());
+        let mut sym = Symbolizer::with_debug_dirs(1000, vec![dir.path().join("debug")]);
+
+        let frames = sym.user(1, &binary, offset);
+        assert_eq!(&*frames[0].function, "work");
+        // File and line come from the DWARF, which only the debug file has.
+        assert!(
+            frames[0]
+                .file
+                .as_deref()
+                .is_some_and(|f| f.ends_with("t.c")),
+            "{frames:?}"
+        );
+        assert!(is_mapped(&debug_file));
+
+        // Another binary stays parsed, so this is the per-binary release, not a reset.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let other = Binary::open(exe.to_str().unwrap()).unwrap();
+        sym.end_drain(16);
+        sym.user(2, &other, 0x2000);
+        sym.end_drain(16);
+        assert_eq!(sym.parsed.len(), 1);
+        assert!(
+            !is_mapped(&debug_file),
+            "the debug file of a released binary is still mapped"
+        );
+
+        // Needed again: parsed again, and the answer is the same.
+        sym.user.clear();
+        assert_eq!(sym.user(1, &binary, offset), frames);
+        sym.forget(1, &binary);
+        assert!(!is_mapped(&debug_file));
     }
 
     #[test]
