@@ -455,8 +455,30 @@ impl UnwindMaps for BpfUnwindMaps {
     }
 
     fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) -> anyhow::Result<()> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
         assert!(start as usize + rows.len() <= self.rows_len as usize);
+        // In windows of 256 KiB: a large binary's table (2 MiB for kiln's own) would
+        // otherwise be resident twice while it is copied.
+        const CHUNK: usize = (256 << 10) / size_of::<UnwindRow>();
+        for (i, chunk) in rows.chunks(CHUNK).enumerate() {
+            self.write_window(start + (i * CHUNK) as u32, chunk)?;
+        }
+        Ok(())
+    }
+
+    fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()> {
+        self.mappings.set(slot, info, 0)?;
+        self.procs.insert(pid, slot, 0)?;
+        Ok(())
+    }
+
+    fn remove_process(&mut self, pid: u32) {
+        let _ = self.procs.remove(&pid);
+    }
+}
+
+impl BpfUnwindMaps {
+    fn write_window(&mut self, start: u32, rows: &[UnwindRow]) -> anyhow::Result<()> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
         if rows.is_empty() {
             return Ok(());
         }
@@ -495,16 +517,6 @@ impl UnwindMaps for BpfUnwindMaps {
             libc::munmap(window, len);
         }
         Ok(())
-    }
-
-    fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()> {
-        self.mappings.set(slot, info, 0)?;
-        self.procs.insert(pid, slot, 0)?;
-        Ok(())
-    }
-
-    fn remove_process(&mut self, pid: u32) {
-        let _ = self.procs.remove(&pid);
     }
 }
 

@@ -128,15 +128,15 @@ const UNSUPPORTED: Rule = Rule {
     rbp_offset: 0,
 };
 
-/// An FDE's range and where its rules sit in the shared rule list (one flat list rather
-/// than a vector per FDE: a large binary has tens of thousands of FDEs).
+/// An FDE's range and where it sits in its section. Its rules are evaluated only when
+/// rows are written, in address order, so no list of every rule of the binary is ever
+/// held (for a 20 MB binary that list was 4 MB more than the table itself).
 struct Fde {
     start: u64,
     end: u64,
     /// 0 = .eh_frame, 1 = .debug_frame (the former wins where both cover a pc).
     source: u8,
-    first_rule: u32,
-    rule_count: u32,
+    offset: usize,
 }
 
 /// Compiles an ELF image. `Ok(None)`: no CFI.
@@ -162,9 +162,9 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
         .collect();
     let mut stats = TableStats::default();
     let mut fdes = Vec::new();
-    let mut fde_rules = Vec::new();
 
     let addr_of = |name: &str| obj.section_by_name(name).map(|s| s.address());
+    let mut eh_frame = None;
     if let Some(section) = obj.section_by_name(".eh_frame") {
         let data = section.data().context("reading .eh_frame")?;
         let mut bases = BaseAddresses::default().set_eh_frame(section.address());
@@ -178,24 +178,28 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
             bases = bases.set_got(a);
         }
         let eh = EhFrame::new(data, LittleEndian);
-        stats.eh_frame_fdes = collect(&eh, &bases, 0, &mut fdes, &mut fde_rules, &mut stats)
-            .context("parsing .eh_frame")?;
+        stats.eh_frame_fdes = list_fdes(&eh, &bases, 0, &mut fdes).context("parsing .eh_frame")?;
+        eh_frame = Some((eh, bases));
     }
-    if let Some(section) = obj.section_by_name(".debug_frame") {
-        let data = section_bytes(&section).context("reading .debug_frame")?;
-        let mut df = DebugFrame::new(&data, LittleEndian);
+    let debug_frame_data = match obj.section_by_name(".debug_frame") {
+        Some(section) => section_bytes(&section).context("reading .debug_frame")?,
+        None => Vec::new(),
+    };
+    let mut debug_frame = None;
+    if !debug_frame_data.is_empty() {
+        let mut df = DebugFrame::new(&debug_frame_data, LittleEndian);
         df.set_address_size(8);
         // A broken .debug_frame must not cost the binary its .eh_frame table.
-        match collect(
-            &df,
-            &BaseAddresses::default(),
-            1,
-            &mut fdes,
-            &mut fde_rules,
-            &mut stats,
-        ) {
-            Ok(n) => stats.debug_frame_fdes = n,
-            Err(e) => log::debug!("ignoring .debug_frame: {e}"),
+        let before = fdes.len();
+        match list_fdes(&df, &BaseAddresses::default(), 1, &mut fdes) {
+            Ok(n) => {
+                stats.debug_frame_fdes = n;
+                debug_frame = Some(df);
+            }
+            Err(e) => {
+                log::debug!("ignoring .debug_frame: {e}");
+                fdes.truncate(before);
+            }
         }
     }
     if fdes.is_empty() {
@@ -210,23 +214,36 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
     if last_end - base > u64::from(u32::MAX) {
         bail!("the binary's code spans more than 4 GiB of addresses");
     }
-    let mut rows: Vec<UnwindRow> = Vec::with_capacity(fde_rules.len() / 2 + fdes.len());
+    let mut ctx = Box::new(UnwindContext::new());
+    let mut own = Vec::new();
+    let mut rows: Vec<UnwindRow> = Vec::new();
     let mut covered_to = 0u64;
     for fde in &fdes {
         if fde.start < covered_to {
             stats.overlapping_fdes += 1;
             continue;
         }
+        own.clear();
+        match (fde.source, &eh_frame, &debug_frame) {
+            (0, Some((eh, bases)), _) => fde_rules(eh, bases, fde, &mut ctx, &mut own, &mut stats),
+            (1, _, Some(df)) => {
+                let bases = BaseAddresses::default();
+                fde_rules(df, &bases, fde, &mut ctx, &mut own, &mut stats)
+            }
+            _ => unreachable!("an FDE is listed only from a parsed section"),
+        }
+        if own.is_empty() {
+            continue;
+        }
         if !rows.is_empty() && fde.start > covered_to {
             push_rule(&mut rows, (covered_to - base) as u32, GAP);
         }
-        let own = &fde_rules[fde.first_rule as usize..][..fde.rule_count as usize];
-        for &(pc, rule) in own {
+        for &(pc, rule) in &own {
             push_rule(&mut rows, (pc - base) as u32, rule);
         }
         covered_to = fde.end;
     }
-    drop(fde_rules);
+    drop(fdes);
     push_rule(&mut rows, (covered_to - base) as u32, GAP);
     rows.shrink_to_fit();
     Ok(Some(UnwindTable {
@@ -287,19 +304,16 @@ fn push_rule(rows: &mut Vec<UnwindRow>, pc: u32, rule: Rule) {
     });
 }
 
-/// Reads every FDE of `section` into `out`; returns how many.
-fn collect<'a, S: UnwindSection<Slice<'a>>>(
+/// Lists every non-empty FDE of `section` in `out`; returns how many.
+fn list_fdes<'a, S: UnwindSection<Slice<'a>>>(
     section: &S,
     bases: &BaseAddresses,
     source: u8,
     out: &mut Vec<Fde>,
-    rules: &mut Vec<(u64, Rule)>,
-    stats: &mut TableStats,
 ) -> anyhow::Result<u32>
 where
     S::Offset: gimli::UnwindOffset<usize>,
 {
-    let mut ctx = Box::new(UnwindContext::new());
     let mut entries = section.entries(bases);
     let mut count = 0;
     while let Some(entry) = entries.next()? {
@@ -319,60 +333,77 @@ where
             continue;
         }
         count += 1;
-        let first = rules.len();
-        if fde.cie().is_signal_trampoline() {
-            stats.signal_fdes += 1;
-            rules.push((
-                start,
-                Rule {
-                    kind: row_kind::SIGNAL,
-                    cfa_offset: 0,
-                    rbp_offset: 0,
-                },
-            ));
-        } else {
-            let mut table = match fde.rows(section, bases, &mut *ctx) {
-                Ok(t) => t,
-                Err(e) => {
-                    log::debug!("skipping an FDE at {start:#x}: {e}");
-                    continue;
-                }
-            };
-            loop {
-                match table.next_row() {
-                    Ok(Some(row)) => {
-                        stats.cfi_rows += 1;
-                        let rule = convert(row, section, stats);
-                        if rules[first..].last().is_none_or(|(_, r)| *r != rule) {
-                            rules.push((row.start_address(), rule));
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        // Keep what was understood; the rest of the FDE is unsupported.
-                        log::debug!("CFI of the FDE at {start:#x} is malformed: {e}");
-                        let pc = rules[first..]
-                            .last()
-                            .map_or(start, |(pc, _)| *pc + 1)
-                            .min(end - 1);
-                        rules.push((pc, UNSUPPORTED));
-                        break;
-                    }
-                }
-            }
-        }
-        if rules.len() == first {
-            continue;
-        }
         out.push(Fde {
             start,
             end,
             source,
-            first_rule: first as u32,
-            rule_count: (rules.len() - first) as u32,
+            offset: fde.offset(),
         });
     }
     Ok(count)
+}
+
+/// Evaluates the CFI of `fde` into `rules` (absolute pcs, consecutive duplicates
+/// dropped); leaves it empty if the FDE cannot be read.
+fn fde_rules<'a, S: UnwindSection<Slice<'a>>>(
+    section: &S,
+    bases: &BaseAddresses,
+    fde: &Fde,
+    ctx: &mut UnwindContext<usize>,
+    rules: &mut Vec<(u64, Rule)>,
+    stats: &mut TableStats,
+) where
+    S::Offset: gimli::UnwindOffset<usize>,
+{
+    let (start, end) = (fde.start, fde.end);
+    let parsed = section.fde_from_offset(bases, S::Offset::from(fde.offset), |s, b, o| {
+        s.cie_from_offset(b, o)
+    });
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            log::debug!("skipping an FDE at {start:#x}: {e}");
+            return;
+        }
+    };
+    if parsed.cie().is_signal_trampoline() {
+        stats.signal_fdes += 1;
+        rules.push((
+            start,
+            Rule {
+                kind: row_kind::SIGNAL,
+                cfa_offset: 0,
+                rbp_offset: 0,
+            },
+        ));
+        return;
+    }
+    let mut table = match parsed.rows(section, bases, ctx) {
+        Ok(t) => t,
+        Err(e) => {
+            log::debug!("skipping an FDE at {start:#x}: {e}");
+            return;
+        }
+    };
+    loop {
+        match table.next_row() {
+            Ok(Some(row)) => {
+                stats.cfi_rows += 1;
+                let rule = convert(row, section, stats);
+                if rules.last().is_none_or(|(_, r)| *r != rule) {
+                    rules.push((row.start_address(), rule));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // Keep what was understood; the rest of the FDE is unsupported.
+                log::debug!("CFI of the FDE at {start:#x} is malformed: {e}");
+                let pc = rules.last().map_or(start, |(pc, _)| *pc + 1).min(end - 1);
+                rules.push((pc, UNSUPPORTED));
+                break;
+            }
+        }
+    }
 }
 
 fn convert<'a, S: UnwindSection<Slice<'a>>>(
