@@ -112,6 +112,13 @@ fn read_user(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
+/// Two adjacent words in one read: a saved frame pointer and the return address above
+/// it. Each `bpf_probe_read_user` has a fixed cost that dominates an 8-byte copy.
+#[inline(always)]
+fn read_user_pair(addr: u64) -> Option<[u64; 2]> {
+    unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()
+}
+
 #[inline(always)]
 fn stop(walk: &mut Walk, why: Stat) -> i64 {
     walk.result = STOPPED + why as u32;
@@ -207,16 +214,32 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
     if cfa <= walk.sp {
         return stop(walk, Stat::UnwindBadFrame);
     }
-    let Some(ra) = read_user(cfa - 8) else {
-        return stop(walk, Stat::UnwindReadFailure);
+    let rbp_offset = if row.kind == row_kind::PLT {
+        0
+    } else {
+        row.rbp_offset
     };
-    if row.kind != row_kind::PLT && row.rbp_offset != 0 {
-        let at = cfa.wrapping_add((row.rbp_offset as i64 * 8) as u64);
-        match read_user(at) {
-            Some(bp) => walk.bp = bp,
-            None => return stop(walk, Stat::UnwindReadFailure),
+    let ra = if rbp_offset == -2 {
+        // rbp saved right below the return address (`push rbp` on entry), the common
+        // case: both in one read.
+        let Some([bp, ra]) = read_user_pair(cfa - 16) else {
+            return stop(walk, Stat::UnwindReadFailure);
+        };
+        walk.bp = bp;
+        ra
+    } else {
+        let Some(ra) = read_user(cfa - 8) else {
+            return stop(walk, Stat::UnwindReadFailure);
+        };
+        if rbp_offset != 0 {
+            let at = cfa.wrapping_add((rbp_offset as i64 * 8) as u64);
+            match read_user(at) {
+                Some(bp) => walk.bp = bp,
+                None => return stop(walk, Stat::UnwindReadFailure),
+            }
         }
-    }
+        ra
+    };
     walk.sp = cfa;
     walk.ip = ra;
     walk.exact = 0;
@@ -300,7 +323,7 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
     if bp < walk.sp {
         return stop(walk, Stat::UnwindBadFrame);
     }
-    let (Some(next_bp), Some(ra)) = (read_user(bp), read_user(bp + 8)) else {
+    let Some([next_bp, ra]) = read_user_pair(bp) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
     walk.bp = next_bp;
