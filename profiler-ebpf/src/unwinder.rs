@@ -88,6 +88,18 @@ struct Walk {
 #[map]
 static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 
+/// The process this CPU unwound last and its slot: a CPU-bound process then costs no
+/// `UNWIND_PROCS` lookup per sample. Trusted only while the slot still names the process
+/// (`ProcUnwindInfo::tgid`, which userspace clears when it removes one).
+#[repr(C)]
+struct LastProcess {
+    tgid: u32,
+    slot: u32,
+}
+
+#[map]
+static LAST_PROCESS: PerCpuArray<LastProcess> = PerCpuArray::with_max_entries(1, 0);
+
 /// A row found for a pc of a process, like a TLB entry: a hot frame then costs one cache
 /// line instead of the two binary searches (a dozen or more cold cache lines per frame).
 #[repr(C)]
@@ -416,7 +428,7 @@ pub fn unwind_user(
     if unsafe { core::ptr::read_volatile(&UNWIND_ENABLED) } == 0 {
         return None;
     }
-    let slot = *unsafe { UNWIND_PROCS.get(&tgid) }?;
+    let slot = process_slot(tgid)?;
     let Some((ip, sp, bp)) = user_regs(ctx, user_mode) else {
         count(Stat::UserStackMissing);
         return Some(Err(()));
@@ -466,6 +478,24 @@ pub fn unwind_user(
     let len = walk.len as u64;
     unsafe { (*stack).len = len };
     Some(Ok((flags, crate::sampler::hash_finish(walk.hash, len))))
+}
+
+/// The `UNWIND_MAPPINGS` slot of `tgid`, or None if it has no unwind tables.
+#[inline(always)]
+fn process_slot(tgid: u32) -> Option<u32> {
+    let last = LAST_PROCESS.get_ptr_mut(0)?;
+    let last = unsafe { &mut *last };
+    if last.tgid == tgid && tgid != 0 {
+        if let Some(info) = UNWIND_MAPPINGS.get(last.slot) {
+            if info.tgid == tgid {
+                return Some(last.slot);
+            }
+        }
+    }
+    let slot = *unsafe { UNWIND_PROCS.get(&tgid) }?;
+    last.tgid = tgid;
+    last.slot = slot;
+    Some(slot)
 }
 
 /// Counts the stop reason stored as a raw Stat index.

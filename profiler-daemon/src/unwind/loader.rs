@@ -34,7 +34,8 @@ pub trait UnwindMaps {
     fn slot_capacity(&self) -> u32;
     fn write_rows(&mut self, start: u32, rows: &[UnwindRow]) -> anyhow::Result<()>;
     fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()>;
-    fn remove_process(&mut self, pid: u32);
+    /// Unregisters `pid` and marks its slot as no longer its own.
+    fn remove_process(&mut self, pid: u32, slot: u32);
 }
 
 /// Compiles the table of the binary at a path (a seam for tests).
@@ -204,6 +205,7 @@ impl<M: UnwindMaps> UnwindLoader<M> {
         // Unique per write (the tick advances on every update), never 0 (an empty cache
         // entry).
         info.generation = (self.tick as u32).max(1);
+        info.tgid = pid;
         if keys.is_empty() {
             self.remove_process(pid);
             return false;
@@ -241,7 +243,7 @@ impl<M: UnwindMaps> UnwindLoader<M> {
     /// The process exited or exec'd: forget its mappings.
     pub fn remove_process(&mut self, pid: u32) {
         if let Some(p) = self.procs.remove(&pid) {
-            self.maps.remove_process(pid);
+            self.maps.remove_process(pid, p.slot);
             self.free_slots.push(p.slot);
             self.unref(&p.tables);
             // Space may be reclaimable now: let tables that did not fit try again.
@@ -471,8 +473,10 @@ impl UnwindMaps for BpfUnwindMaps {
         Ok(())
     }
 
-    fn remove_process(&mut self, pid: u32) {
+    fn remove_process(&mut self, pid: u32, slot: u32) {
         let _ = self.procs.remove(&pid);
+        // CPUs that remember this slot as pid's check the owner here before using it.
+        let _ = self.mappings.set(slot, ProcUnwindInfo::default(), 0);
     }
 }
 
