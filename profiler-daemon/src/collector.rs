@@ -237,6 +237,12 @@ impl Collector {
         agg.resolve_kernel(&mut self.symbolizer);
     }
 
+    /// Stops sampling; the samples taken so far are still collected by the next
+    /// [`Collector::collect_into`].
+    pub fn stop_sampling(&mut self) -> anyhow::Result<()> {
+        self.sampler.stop()
+    }
+
     pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {
         self.sampler.stats()
     }

@@ -7,7 +7,9 @@ use anyhow::{bail, Context as _};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
-        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        perf_event::{
+            PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
+        },
         PerfEvent, RawTracePoint,
     },
     util::online_cpus,
@@ -117,6 +119,8 @@ pub struct Sampler {
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
     pub go_labels_supported: bool,
     user_stacks: [HashMap<MapData, u64, UserStack>; 2],
+    /// One perf event per CPU; emptied by [`Sampler::stop`].
+    perf_links: Vec<PerfEventLinkId>,
 }
 
 impl Sampler {
@@ -220,8 +224,9 @@ impl Sampler {
             .load()
             .context("loading the sampler program failed")?;
         before_attach(unwind_maps);
+        let mut perf_links = Vec::with_capacity(cpus.len());
         for &cpu in &cpus {
-            program
+            let link = program
                 .attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
                     PerfEventScope::AllProcessesOneCpu { cpu },
@@ -229,6 +234,7 @@ impl Sampler {
                     false,
                 )
                 .with_context(|| format!("opening the cpu-clock perf event on CPU {cpu} failed"))?;
+            perf_links.push(link);
         }
 
         Ok(Self {
@@ -244,7 +250,25 @@ impl Sampler {
             go_label_sets,
             go_labels_supported: fsbase_offset != 0,
             user_stacks,
+            perf_links,
         })
+    }
+
+    /// Stops sampling: closes the perf events. Samples taken so far stay in the maps for
+    /// the next [`Sampler::drain`]; what the caller does afterwards (symbolizing, writing)
+    /// is no longer sampled.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let program: &mut PerfEvent = self
+            ._ebpf
+            .program_mut(names::PROG_SAMPLE)
+            .context("the eBPF object has no sampler program")?
+            .try_into()?;
+        for link in self.perf_links.drain(..) {
+            program
+                .detach(link)
+                .context("closing a cpu-clock perf event failed")?;
+        }
+        Ok(())
     }
 
     /// Starts reading goroutine labels in process `tgid`.
@@ -425,5 +449,43 @@ fn raise_memlock_limit() {
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples the ticks of every CPU while this thread spins for `ms`.
+    fn spin(ms: u64) {
+        let end = std::time::Instant::now() + Duration::from_millis(ms);
+        while std::time::Instant::now() < end {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn stop_closes_the_perf_events_and_keeps_the_samples() {
+        // Real eBPF (tests run as root); only this process is recorded.
+        let config = SamplerConfig {
+            frequency: 999,
+            pids: vec![std::process::id()],
+            ..Default::default()
+        };
+        let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
+        spin(300);
+        let taken = sampler.stats().unwrap().get(Stat::Samples);
+        assert!(taken > 0, "no sample while spinning");
+
+        sampler.stop().unwrap();
+        let at_stop = sampler.stats().unwrap().get(Stat::Samples);
+        spin(300);
+        assert_eq!(
+            sampler.stats().unwrap().get(Stat::Samples),
+            at_stop,
+            "sampled after stop"
+        );
+        let drained: u64 = sampler.drain().unwrap().iter().map(|s| s.count).sum();
+        assert!(drained > 0, "the samples taken before stop were lost");
     }
 }

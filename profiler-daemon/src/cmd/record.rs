@@ -159,8 +159,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
             last_progress = Instant::now();
         }
     }
-    collector.collect_into(&mut agg)?;
+    // Sampling ends with the recording: symbolizing and writing are not what the user
+    // asked to profile.
+    collector.stop_sampling()?;
     let elapsed = start.elapsed();
+    collector.collect_into(&mut agg)?;
     collector.resolve_kernel_frames(&mut agg);
     if progress {
         eprint!("\r\x1b[2K");

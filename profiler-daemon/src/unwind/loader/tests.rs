@@ -29,7 +29,10 @@ impl UnwindMaps for FakeMaps {
         Ok(())
     }
     fn remove_process(&mut self, pid: u32, slot: u32) {
-        let (owned, _) = self.procs.remove(&pid).expect("removing a registered process");
+        let (owned, _) = self
+            .procs
+            .remove(&pid)
+            .expect("removing a registered process");
         assert_eq!(owned, slot, "removed from the slot it was registered in");
     }
 }
