@@ -32,8 +32,9 @@ pub mod names {
     pub const COUNTS: [&str; 2] = ["COUNTS_0", "COUNTS_1"];
     /// Kernel stacks (`bpf_get_stackid`).
     pub const STACKS: [&str; 2] = ["STACKS_0", "STACKS_1"];
-    /// User stacks, keyed by a hash of their frames.
-    pub const USER_STACKS: [&str; 2] = ["USER_STACKS_0", "USER_STACKS_1"];
+    /// User stacks, keyed by a hash of their frames: one LRU map for both buffers, so a
+    /// stack seen before costs a lookup, not a 1 KiB copy, after every drain.
+    pub const USER_STACKS: &str = "USER_STACKS";
     pub const ACTIVE_BUFFER: &str = "ACTIVE_BUFFER";
     pub const PID_FILTER: &str = "PID_FILTER";
     pub const KNOWN_PIDS: &str = "KNOWN_PIDS";
@@ -53,9 +54,9 @@ pub mod names {
 pub mod defaults {
     /// Distinct (thread, user stack, kernel stack) keys per buffer.
     pub const COUNTS_ENTRIES: u32 = 16_384;
-    /// Distinct stacks per buffer (user and kernel stacks each). Each entry costs
-    /// `MAX_STACK_DEPTH * 8` bytes of kernel memory (~1 KiB), so 8192 entries ~ 8 MiB
-    /// per map and buffer.
+    /// Distinct kernel stacks per buffer; the user stack map (one for both buffers) holds
+    /// twice as many. Each entry costs `MAX_STACK_DEPTH * 8` bytes of kernel memory
+    /// (~1 KiB), so 8192 entries ~ 8 MiB per map and buffer.
     pub const STACK_ENTRIES: u32 = 8_192;
     pub const PID_FILTER_ENTRIES: u32 = 1_024;
     pub const KNOWN_PIDS_ENTRIES: u32 = 32_768;
@@ -113,7 +114,7 @@ pub struct GoLabels {
 pub struct SampleKey {
     pub tgid: u32,
     pub tid: u32,
-    /// Key of the user stack in `USER_STACKS_{buffer}` (a hash of its frames), 0 = none.
+    /// Key of the user stack in `USER_STACKS` (a hash of its frames), 0 = none.
     pub user_stack: u64,
     /// Id in the active kernel stack map, or a negative errno when there is none.
     pub kernel_stack_id: i32,
@@ -125,7 +126,7 @@ pub struct SampleKey {
     pub go_labels: u64,
 }
 
-/// A user stack as stored in `USER_STACKS_{buffer}`: `len` instruction pointers, leaf
+/// A user stack as stored in `USER_STACKS`: `len` instruction pointers, leaf
 /// first, from frame pointers (`bpf_get_stack`) or the DWARF unwinder. Stored under a
 /// 64-bit hash of its frames, which, unlike `bpf_get_stackid`'s bucket index, does not
 /// collide in practice.
@@ -204,9 +205,12 @@ pub enum Stat {
     UnwindBadFrame = 20,
     /// The DWARF stack map was full: the user stack is lost.
     DwarfStacksFull = 21,
+    /// Counted by userspace: a drained sample's user stack had been evicted from the LRU
+    /// stack map (more new stacks than it holds within one drain interval).
+    UserStackEvicted = 22,
 }
 
-pub const STAT_COUNT: u32 = 22;
+pub const STAT_COUNT: u32 = 23;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT as usize] = [
@@ -232,6 +236,7 @@ impl Stat {
         Stat::UnwindReadFailure,
         Stat::UnwindBadFrame,
         Stat::DwarfStacksFull,
+        Stat::UserStackEvicted,
     ];
 
     /// Stable snake_case name, used in reports and metrics.
@@ -259,6 +264,7 @@ impl Stat {
             Stat::UnwindReadFailure => "unwind_read_failure",
             Stat::UnwindBadFrame => "unwind_bad_frame",
             Stat::DwarfStacksFull => "dwarf_stacks_full",
+            Stat::UserStackEvicted => "user_stack_evicted",
         }
     }
 
@@ -282,6 +288,7 @@ impl Stat {
                 | Stat::UnwindReadFailure
                 | Stat::UnwindBadFrame
                 | Stat::DwarfStacksFull
+                | Stat::UserStackEvicted
         )
     }
 }

@@ -7,7 +7,7 @@
 //! that process's executable mappings ([`ProcUnwindInfo`]), sorted, each naming its
 //! binary's row range and load bias. The kernel walks the user stack with these rows
 //! (frame pointers for mappings without rows) into the sampler's user-stack maps
-//! (`USER_STACKS_{0,1}`, the same as the frame-pointer path), and flags stacks it could
+//! (`USER_STACKS`, the same as the frame-pointer path), and flags stacks it could
 //! not finish in `SampleKey::flags` ([`stack_flags`]).
 
 use crate::MAX_STACK_DEPTH;

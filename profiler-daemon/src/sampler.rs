@@ -118,7 +118,9 @@ pub struct Sampler {
     go_label_sets: [HashMap<MapData, GoLabelSetKey, GoLabels>; 2],
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
     pub go_labels_supported: bool,
-    user_stacks: [HashMap<MapData, u64, UserStack>; 2],
+    user_stacks: HashMap<MapData, u64, UserStack>,
+    /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
+    user_stacks_evicted: u64,
     /// One perf event per CPU; emptied by [`Sampler::stop`].
     perf_links: Vec<PerfEventLinkId>,
 }
@@ -153,9 +155,10 @@ impl Sampler {
         for name in names::COUNTS {
             loader.map_max_entries(name, config.counts_entries);
         }
-        for name in names::STACKS.iter().chain(&names::USER_STACKS) {
+        for name in names::STACKS {
             loader.map_max_entries(name, config.stack_entries);
         }
+        loader.map_max_entries(names::USER_STACKS, config.stack_entries.saturating_mul(2));
         config.unwind.configure(&mut loader);
         let mut ebpf = loader
             .load(EBPF_OBJECT)
@@ -183,10 +186,7 @@ impl Sampler {
         }
         let events = RingBuf::try_from(take(&mut ebpf, names::PROC_EVENTS)?)?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, names::STATS)?)?;
-        let user_stacks = [
-            HashMap::try_from(take(&mut ebpf, names::USER_STACKS[0])?)?,
-            HashMap::try_from(take(&mut ebpf, names::USER_STACKS[1])?)?,
-        ];
+        let user_stacks = HashMap::try_from(take(&mut ebpf, names::USER_STACKS)?)?;
         let unwind_maps = if config.unwind.enabled {
             Some(crate::unwind::BpfUnwindMaps::take(
                 &mut ebpf,
@@ -250,6 +250,7 @@ impl Sampler {
             go_label_sets,
             go_labels_supported: fsbase_offset != 0,
             user_stacks,
+            user_stacks_evicted: 0,
             perf_links,
         })
     }
@@ -301,7 +302,8 @@ impl Sampler {
         let label_sets = drain_go_label_sets(&mut self.go_label_sets[old]);
         let counts = &mut self.counts[old];
         let stacks = &mut self.stacks[old];
-        let user_stacks = &mut self.user_stacks[old];
+        let user_stacks = &self.user_stacks;
+        let mut evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
         let mut samples = Vec::with_capacity(keys.len());
@@ -313,10 +315,13 @@ impl Sampler {
             let mut user = if key.user_stack == 0 {
                 Vec::new()
             } else {
-                user_stacks
-                    .get(&key.user_stack, 0)
-                    .map(|st| st.ips[..(st.len as usize).min(st.ips.len())].to_vec())
-                    .unwrap_or_default()
+                match user_stacks.get(&key.user_stack, 0) {
+                    Ok(st) => st.ips[..(st.len as usize).min(st.ips.len())].to_vec(),
+                    Err(_) => {
+                        evicted += count;
+                        Vec::new()
+                    }
+                }
             };
             // A stack the DWARF unwinder could not finish gets a `[truncated]` root.
             crate::unwind::mark_truncated(key.flags, &mut user);
@@ -350,10 +355,8 @@ impl Sampler {
         for id in ids {
             let _ = stacks.remove(&id);
         }
-        let hashes: Vec<u64> = user_stacks.keys().filter_map(Result::ok).collect();
-        for hash in hashes {
-            let _ = user_stacks.remove(&hash);
-        }
+        // User stacks stay: the LRU map keeps the ones in use and evicts the rest.
+        self.user_stacks_evicted += evicted;
         log::trace!("drained {} samples", samples.len());
         Ok(samples)
     }
@@ -392,6 +395,7 @@ impl Sampler {
                 .context("reading the sampler's counters failed")?;
             totals.0[stat as usize] = per_cpu.iter().sum();
         }
+        totals.0[Stat::UserStackEvicted as usize] += self.user_stacks_evicted;
         Ok(totals)
     }
 }
@@ -487,5 +491,68 @@ mod tests {
         );
         let drained: u64 = sampler.drain().unwrap().iter().map(|s| s.count).sum();
         assert!(drained > 0, "the samples taken before stop were lost");
+    }
+
+    /// Spins through six distinct leaf functions, so samples carry several distinct stacks.
+    fn spin_distinct(ms: u64) {
+        #[inline(never)]
+        fn leaf<const N: usize>(until: std::time::Instant) {
+            while std::time::Instant::now() < until {
+                std::hint::black_box(N);
+            }
+        }
+        let end = std::time::Instant::now() + Duration::from_millis(ms);
+        let step = |ms| std::time::Instant::now() + Duration::from_millis(ms);
+        while std::time::Instant::now() < end {
+            leaf::<0>(step(2));
+            leaf::<1>(step(2));
+            leaf::<2>(step(2));
+            leaf::<3>(step(2));
+            leaf::<4>(step(2));
+            leaf::<5>(step(2));
+        }
+    }
+
+    #[test]
+    fn user_stacks_survive_drains_and_evictions_are_counted() {
+        let drain_user_stacks = |sampler: &mut Sampler| {
+            let samples = sampler.drain().unwrap();
+            let with_hash: u64 = samples
+                .iter()
+                .filter(|s| s.key.user_stack != 0)
+                .map(|s| s.count)
+                .sum();
+            let resolved: u64 = samples
+                .iter()
+                .filter(|s| s.key.user_stack != 0 && !s.user.is_empty())
+                .map(|s| s.count)
+                .sum();
+            (with_hash, resolved)
+        };
+        let mut config = SamplerConfig {
+            frequency: 999,
+            pids: vec![std::process::id()],
+            ..Default::default()
+        };
+
+        // Roomy map: stacks stored before a drain resolve in it and in the ones after.
+        let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
+        for _ in 0..3 {
+            spin_distinct(150);
+            let (with_hash, resolved) = drain_user_stacks(&mut sampler);
+            assert!(with_hash > 0, "no user stacks sampled");
+            assert_eq!(resolved, with_hash, "a user stack went missing");
+        }
+        assert_eq!(sampler.stats().unwrap().get(Stat::UserStackEvicted), 0);
+        drop(sampler);
+
+        // A map of 8 stacks: most are evicted before their drain, and each is counted.
+        config.stack_entries = 4;
+        let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
+        spin_distinct(300);
+        let (with_hash, resolved) = drain_user_stacks(&mut sampler);
+        let evicted = sampler.stats().unwrap().get(Stat::UserStackEvicted);
+        assert!(evicted > 0, "nothing evicted from a map of 8 stacks");
+        assert_eq!(evicted, with_hash - resolved);
     }
 }

@@ -32,12 +32,11 @@ static INCLUDE_IDLE: u8 = 0;
 static COUNTS_0: HashMap<SampleKey, u64> = HashMap::with_max_entries(defaults::COUNTS_ENTRIES, 0);
 #[map]
 static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(defaults::COUNTS_ENTRIES, 0);
+/// User stacks of both buffers: a stack is copied in once and then only looked up, until
+/// it is the least recently used one when room is needed.
 #[map]
-static USER_STACKS_0: HashMap<u64, UserStack> =
-    HashMap::with_max_entries(defaults::STACK_ENTRIES, 0);
-#[map]
-static USER_STACKS_1: HashMap<u64, UserStack> =
-    HashMap::with_max_entries(defaults::STACK_ENTRIES, 0);
+static USER_STACKS: LruHashMap<u64, UserStack> =
+    LruHashMap::with_max_entries(2 * defaults::STACK_ENTRIES, 0);
 /// Per-CPU room for the user stack being taken, by frame pointers or by the DWARF
 /// unwinder: too big for the BPF stack. One map for both, so that the code after either
 /// path holds the same pointer and the verifier checks it once.
@@ -159,15 +158,12 @@ extern "C" fn hash_frame(index: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
-/// Stores `stack` under `hash` unless already there.
+/// Stores `stack` under `hash` unless already there (the lookup also marks it recently
+/// used, so it outlives the drain that reads it).
 #[inline(always)]
-fn store_user_stack(
-    stack: &UserStack,
-    hash: u64,
-    user_stacks: &HashMap<u64, UserStack>,
-) -> Result<(), ()> {
-    if unsafe { user_stacks.get(&hash) }.is_none() {
-        match user_stacks.insert(&hash, stack, BPF_NOEXIST as u64) {
+fn store_user_stack(stack: &UserStack, hash: u64) -> Result<(), ()> {
+    if unsafe { USER_STACKS.get(&hash) }.is_none() {
+        match USER_STACKS.insert(&hash, stack, BPF_NOEXIST as u64) {
             Ok(()) => {}
             // Another CPU stored the same stack meanwhile.
             Err(e) if e == -EEXIST => {}
@@ -238,9 +234,9 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         },
     }
     if buffer == 0 {
-        record(ctx, &sample, &COUNTS_0, &STACKS_0, &USER_STACKS_0);
+        record(ctx, &sample, &COUNTS_0, &STACKS_0);
     } else {
-        record(ctx, &sample, &COUNTS_1, &STACKS_1, &USER_STACKS_1);
+        record(ctx, &sample, &COUNTS_1, &STACKS_1);
     }
     Ok(())
 }
@@ -266,7 +262,6 @@ fn record(
     s: &Sample,
     counts: &HashMap<SampleKey, u64>,
     stacks: &StackTrace,
-    user_stacks: &HashMap<u64, UserStack>,
 ) {
     let kernel_stack_id = if s.user_mode {
         -EFAULT
@@ -297,8 +292,9 @@ fn record(
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         go_labels: s.go_labels,
     };
-    // A key already counted in this buffer has its user stack stored with it: the common
-    // case costs one lookup.
+    // A key already counted in this buffer had its user stack stored or refreshed when it
+    // was added: one lookup. (Should more new stacks than the LRU map holds arrive before
+    // the drain, that stack can be evicted; userspace counts it.)
     if let Some(p) = counts.get_ptr_mut(&key) {
         add_one(p);
         count(Stat::Recorded);
@@ -306,7 +302,7 @@ fn record(
     }
     if s.user_hash != 0 {
         let stored = match STACK_SCRATCH.get_ptr_mut(0) {
-            Some(stack) => store_user_stack(unsafe { &*stack }, s.user_hash, user_stacks).is_ok(),
+            Some(stack) => store_user_stack(unsafe { &*stack }, s.user_hash).is_ok(),
             None => false,
         };
         if !stored {
