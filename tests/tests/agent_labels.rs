@@ -165,6 +165,11 @@ action = "labeldrop"
 
     let files = read_output_dir(&out);
     assert!(!files.is_empty(), "no profiles written:\n{log}");
+    // The shell that joins the cgroups and then execs the workload runs for a moment with
+    // the same environment and cgroups; a sample that lands in it makes a series of its
+    // own, labeled like the workload's but named after the shell. It must pass every
+    // label check except the ones about the workload's binary.
+    let is_shell = |e: &Exported| matches!(e.label("binary"), Some("sh" | "dash" | "bash"));
     for (path, e) in &files {
         let name = path.file_name().unwrap().to_string_lossy();
         assert_eq!(
@@ -183,11 +188,17 @@ action = "labeldrop"
             Some("agent-labels"),
             "{name}: static label from --label"
         );
-        assert_eq!(
-            e.label("binary"),
-            Some("agent_burn"),
-            "{name}: renamed label"
-        );
+        if !is_shell(e) {
+            assert_eq!(
+                e.label("binary"),
+                Some("agent_burn"),
+                "{name}: renamed label"
+            );
+            assert!(
+                name.starts_with("agent_burn-") && name.ends_with(".pb.gz"),
+                "file name {name}"
+            );
+        }
         assert!(
             e.label("process").is_none(),
             "{name}: `process` was renamed away"
@@ -199,15 +210,12 @@ action = "labeldrop"
         );
         assert!(e.label("hostname").is_some(), "{name}");
         assert_no_secret(&name, &e.raw, SECRET_VALUE);
-        assert!(
-            name.starts_with("agent_burn-") && name.ends_with(".pb.gz"),
-            "file name {name}"
-        );
     }
     for w in &workloads {
         let mine: Vec<_> = files
             .iter()
             .filter(|(_, e)| e.label("container_id") == Some(w.container_id.as_str()))
+            .filter(|(_, e)| !is_shell(e))
             .collect();
         assert!(
             !mine.is_empty(),
@@ -238,7 +246,7 @@ action = "labeldrop"
     // Windows of one series are contiguous: each starts where the previous ended.
     let mut windows: Vec<(i64, i64)> = files
         .iter()
-        .filter(|(_, e)| e.label("container_id") == Some(ids[0].as_str()))
+        .filter(|(_, e)| e.label("container_id") == Some(ids[0].as_str()) && !is_shell(e))
         .map(|(_, e)| (e.profile.time_nanos, e.profile.duration_nanos))
         .collect();
     windows.sort();
