@@ -217,8 +217,8 @@ impl Collector {
                 unwind.remove_process(pid);
             }
         }
-        for (id, binary) in self.procs.evict_exited(&exited) {
-            self.symbolizer.forget(id, &binary);
+        for (id, _) in self.procs.evict_exited(&exited) {
+            self.symbolizer.forget(id);
             if let Some(unwind) = &mut self.unwind {
                 unwind.forget_binary(id);
             }

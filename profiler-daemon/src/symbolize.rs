@@ -3,11 +3,7 @@
 //! addresses with kallsyms (our compact table, see [`crate::kallsyms`]). Results are cached
 //! per binary and offset, so an address seen again costs one hash lookup.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use blazesym::symbolize::{
     evict,
@@ -181,29 +177,24 @@ impl Symbolizer {
     }
 
     /// Drops everything cached for a binary that is being closed.
-    pub fn forget(&mut self, id: BinaryId, binary: &Binary) {
+    pub fn forget(&mut self, id: BinaryId) {
         self.user.retain(|(b, _), _| *b != id);
-        if self.release(id).is_none() {
-            // Not parsed now, but evicting an unknown path is a no-op.
-            self.evict(&binary.open_path(), binary.build_id.as_deref());
-        }
+        self.release(id);
     }
 
     /// Lets blazesym drop a parsed binary: the binary itself and the separate debug file
     /// it found by build id, which its cache keys by its own path. Releasing only the
     /// binary would leave the debug file's inflated DWARF (10 MB for libc) resident.
-    fn release(&mut self, id: BinaryId) -> Option<()> {
-        let parsed = self.parsed.remove(&id)?;
-        self.evict(&parsed.path, parsed.build_id.as_deref());
-        Some(())
-    }
-
-    fn evict(&mut self, path: &Path, build_id: Option<&str>) {
+    fn release(&mut self, id: BinaryId) {
+        let Some(parsed) = self.parsed.remove(&id) else {
+            return;
+        };
         let _ = self
             .blazesym
-            .evict(&evict::Evict::Elf(evict::Elf::new(path.to_path_buf())));
-        for debug_file in build_id
-            .into_iter()
+            .evict(&evict::Evict::Elf(evict::Elf::new(parsed.path)));
+        for debug_file in parsed
+            .build_id
+            .iter()
             .flat_map(|id| debug_file_candidates(&self.debug_dirs, id))
         {
             let _ = self
@@ -287,14 +278,14 @@ mod tests {
         assert!(sym.parsed.is_empty());
     }
 
-    fn is_mapped(path: &Path) -> bool {
+    fn is_mapped(path: &std::path::Path) -> bool {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
     }
 
     /// A C program whose DWARF lives in a separate, compressed debug file found by build
     /// id (as distributions ship them), and the file offset of its `work` function.
-    fn program_with_separate_debug_file(dir: &Path) -> (Binary, PathBuf, u64) {
+    fn program_with_separate_debug_file(dir: &std::path::Path) -> (Binary, PathBuf, u64) {
         use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
         let run = |cmd: &mut std::process::Command| {
             let status = cmd.status().unwrap();
@@ -380,7 +371,7 @@ mod tests {
         // Needed again: parsed again, and the answer is the same.
         sym.user.clear();
         assert_eq!(sym.user(1, &binary, offset), frames);
-        sym.forget(1, &binary);
+        sym.forget(1);
         assert!(!is_mapped(&debug_file));
     }
 

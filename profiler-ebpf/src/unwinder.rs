@@ -252,10 +252,17 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
         }
         ra
     };
-    walk.sp = cfa;
-    walk.ip = ra;
-    walk.exact = 0;
-    if ra == 0 {
+    advance(walk, ra, cfa, 0)
+}
+
+/// Moves the walk to the caller's frame (`exact`: `ip` is an interrupted instruction,
+/// not a return address); returns 1 (complete) at a zero `ip`, else 0.
+#[inline(always)]
+fn advance(walk: &mut Walk, ip: u64, sp: u64, exact: u32) -> i64 {
+    walk.ip = ip;
+    walk.sp = sp;
+    walk.exact = exact;
+    if ip == 0 {
         walk.result = COMPLETE;
         return 1;
     }
@@ -339,14 +346,7 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
         return stop(walk, Stat::UnwindReadFailure);
     };
     walk.bp = next_bp;
-    walk.sp = bp + 16;
-    walk.ip = ra;
-    walk.exact = 0;
-    if ra == 0 {
-        walk.result = COMPLETE;
-        return 1;
-    }
-    0
+    advance(walk, ra, bp + 16, 0)
 }
 
 /// `__restore_rt`: the kernel's signal frame holds the interrupted registers.
@@ -360,16 +360,9 @@ fn signal_step(walk: &mut Walk) -> i64 {
     ) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
-    walk.ip = ip;
-    walk.sp = new_sp;
     walk.bp = bp;
     // The interrupted instruction itself, not a return address.
-    walk.exact = 1;
-    if ip == 0 {
-        walk.result = COMPLETE;
-        return 1;
-    }
-    0
+    advance(walk, ip, new_sp, 1)
 }
 
 /// x86_64 `struct pt_regs`, the fields we read.

@@ -160,8 +160,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         }
     }
     // Sampling ends with the recording: symbolizing and writing are not what the user
-    // asked to profile.
-    collector.stop_sampling()?;
+    // asked to profile. Failing to stop only costs that; the samples are kept.
+    if let Err(e) = collector.stop_sampling() {
+        log::warn!("{e:#}");
+    }
     let elapsed = start.elapsed();
     collector.collect_into(&mut agg)?;
     collector.resolve_kernel_frames(&mut agg);

@@ -208,7 +208,7 @@ pub fn compile(data: &[u8]) -> anyhow::Result<Option<UnwindTable>> {
     fdes.sort_by_key(|f| (f.start, f.source));
 
     // Rows are written directly, pcs relative to the first FDE's start (where its first
-    // rule is): no intermediate list of absolute-pc rules.
+    // rule is), from one FDE's rules at a time.
     let base = fdes[0].start;
     let last_end = fdes.iter().map(|f| f.end).max().unwrap_or(base);
     if last_end - base > u64::from(u32::MAX) {

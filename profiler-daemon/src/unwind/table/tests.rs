@@ -188,6 +188,13 @@ fn build(dir: &Path, name: &str, cmd: &mut Command) -> std::path::PathBuf {
     out
 }
 
+/// `C_SOURCE` built by gcc with `flags` in `dir`.
+fn build_c(dir: &Path, flags: &[&str]) -> std::path::PathBuf {
+    let src = dir.join("t.c");
+    std::fs::write(&src, C_SOURCE).unwrap();
+    build(dir, "t", Command::new("gcc").args(flags).arg(&src))
+}
+
 #[test]
 fn libc_agrees_with_readelf() {
     let table = assert_agrees(Path::new(LIBC), 20_000);
@@ -200,15 +207,7 @@ fn libc_agrees_with_readelf() {
 #[test]
 fn optimized_c_binary_agrees_with_readelf() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("t.c");
-    std::fs::write(&src, C_SOURCE).unwrap();
-    let exe = build(
-        dir.path(),
-        "t",
-        Command::new("gcc")
-            .args(["-O2", "-fomit-frame-pointer", "-g"])
-            .arg(&src),
-    );
+    let exe = build_c(dir.path(), &["-O2", "-fomit-frame-pointer", "-g"]);
     let table = assert_agrees(&exe, 10);
     // alloca forces an rbp-based CFA with rbp saved at CFA-16.
     assert!(
@@ -228,22 +227,17 @@ fn optimized_c_binary_agrees_with_readelf() {
 #[test]
 fn debug_frame_of_code_without_eh_frame_agrees_with_readelf() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("t.c");
-    std::fs::write(&src, C_SOURCE).unwrap();
     // Our code gets .debug_frame only; the C runtime's objects bring .eh_frame: both
     // sections are read and merged by address.
-    let exe = build(
+    let exe = build_c(
         dir.path(),
-        "t",
-        Command::new("gcc")
-            .args([
-                "-O2",
-                "-fomit-frame-pointer",
-                "-g",
-                "-fno-asynchronous-unwind-tables",
-                "-fno-unwind-tables",
-            ])
-            .arg(&src),
+        &[
+            "-O2",
+            "-fomit-frame-pointer",
+            "-g",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+        ],
     );
     let table = assert_agrees(&exe, 10);
     assert!(table.stats.debug_frame_fdes >= 4, "{:?}", table.stats);
