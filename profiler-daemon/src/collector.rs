@@ -128,6 +128,7 @@ impl Collector {
                 }
                 proc_event::EXEC => {
                     self.procs.exec(e.tgid);
+                    self.sampler.process_ended(e.tgid);
                     if let Some(unwind) = &mut self.unwind {
                         unwind.remove_process(e.tgid);
                     }
@@ -135,6 +136,7 @@ impl Collector {
                 }
                 proc_event::EXIT => {
                     self.procs.mark_exited(e.tgid);
+                    self.sampler.process_ended(e.tgid);
                     self.sampler.remove_go_process(e.tgid);
                     self.exited.push(e.tgid);
                 }

@@ -1,7 +1,7 @@
 //! Loads the embedded eBPF object, attaches the sampler to every online CPU and the
 //! process probes to their tracepoints, and drains samples without losing any.
 
-use std::{thread, time::Duration};
+use std::{collections::HashSet, thread, time::Duration};
 
 use anyhow::{bail, Context as _};
 use aya::{
@@ -23,6 +23,9 @@ use profiler_common::{
 /// How long a flip of the active buffer waits for programs that already read the old
 /// value. A sample program runs for a few microseconds; this is three orders of margin.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
+/// Drains of its buffer a key may count nothing in before it is deleted: long enough
+/// that a stack sampled about once a second at low frequencies keeps its key.
+const KEY_IDLE_DRAINS: u64 = 10;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf"));
 
@@ -113,7 +116,7 @@ pub struct Sampler {
     // The program holds the filter map; kept so its contents can be inspected/extended.
     _pid_filter: HashMap<MapData, u32, u8>,
     events: RingBuf<MapData>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, [u64; STAT_COUNT as usize]>,
     go_procs: HashMap<MapData, u32, GoOffsets>,
     go_label_sets: [HashMap<MapData, GoLabelSetKey, GoLabels>; 2],
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
@@ -121,6 +124,17 @@ pub struct Sampler {
     user_stacks: HashMap<MapData, u64, UserStack>,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
+    /// Per buffer: processes that exited or exec'd since its last drain, whose keys that
+    /// drain deletes rather than keeps.
+    ended: [HashSet<u32>; 2],
+    /// Kernel stacks a buffer may hold before its drain clears them (with the keys that
+    /// name them): stale stacks occupy buckets a new stack would collide with.
+    kernel_stacks_limit: usize,
+    /// Per buffer: the drain (`drains`) in which each key last counted samples.
+    key_last_counted: [std::collections::HashMap<SampleKey, u64>; 2],
+    drains: u64,
+    /// Keys a buffer may hold before its drain deletes every key idle since the last one.
+    keys_limit: usize,
     /// One perf event per CPU; emptied by [`Sampler::stop`].
     perf_links: Vec<PerfEventLinkId>,
 }
@@ -251,6 +265,11 @@ impl Sampler {
             go_labels_supported: fsbase_offset != 0,
             user_stacks,
             user_stacks_evicted: 0,
+            ended: Default::default(),
+            kernel_stacks_limit: (config.stack_entries / 16).max(1) as usize,
+            key_last_counted: Default::default(),
+            drains: 0,
+            keys_limit: (config.counts_entries / 2) as usize,
             perf_links,
         })
     }
@@ -290,7 +309,22 @@ impl Sampler {
         let _ = self.go_procs.remove(&tgid);
     }
 
+    /// Tells the next drain of each buffer that `tgid` exited or exec'd: its keys are then
+    /// deleted rather than kept for its next samples.
+    pub fn process_ended(&mut self, tgid: u32) {
+        for ended in &mut self.ended {
+            ended.insert(tgid);
+        }
+    }
+
     /// Swaps buffers and returns everything recorded in the one that was active.
+    ///
+    /// Keys that counted samples stay, zeroed: a stack that recurs is then one lookup in
+    /// the kernel instead of an insert after every drain. Keys are deleted once idle for
+    /// [`KEY_IDLE_DRAINS`] drains of their buffer (or for one, when the buffer holds more
+    /// than `keys_limit`), and those of processes that ended at once. Kernel stacks stay
+    /// too, until a buffer holds more than `kernel_stacks_limit` of them: then they are
+    /// cleared, and the keys that name them deleted.
     pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
         let old = (self.active & control::BUFFER) as usize;
         self.active ^= control::BUFFER;
@@ -302,17 +336,27 @@ impl Sampler {
         let label_sets = drain_go_label_sets(&mut self.go_label_sets[old]);
         let counts = &mut self.counts[old];
         let stacks = &mut self.stacks[old];
+        let ended = std::mem::take(&mut self.ended[old]);
+        let stack_ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
+        let clear_kernel_stacks = stack_ids.len() > self.kernel_stacks_limit;
         let user_stacks = &self.user_stacks;
         let mut evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
+        self.drains += 1;
+        let drain = self.drains;
+        let idle_drains = if keys.len() > self.keys_limit {
+            1
+        } else {
+            KEY_IDLE_DRAINS
+        };
+        let last_counted = &mut self.key_last_counted[old];
         let mut samples = Vec::with_capacity(keys.len());
         for key in keys {
             let Ok(count) = counts.get(&key, 0) else {
                 continue;
             };
-            let _ = counts.remove(&key);
-            let mut user = if key.user_stack == 0 {
+            let mut user = if key.user_stack == 0 || count == 0 {
                 Vec::new()
             } else {
                 match user_stacks.get(&key.user_stack, 0) {
@@ -323,6 +367,24 @@ impl Sampler {
                     }
                 }
             };
+            let last = if count > 0 {
+                drain
+            } else {
+                last_counted.get(&key).copied().unwrap_or(0)
+            };
+            let keep = drain - last < idle_drains * 2
+                && !ended.contains(&key.tgid)
+                && !(clear_kernel_stacks && key.kernel_stack_id >= 0);
+            if !keep {
+                let _ = counts.remove(&key);
+                last_counted.remove(&key);
+            } else if count > 0 {
+                let _ = counts.insert(key, 0, 0);
+                last_counted.insert(key, drain);
+            }
+            if count == 0 {
+                continue;
+            }
             // A stack the DWARF unwinder could not finish gets a `[truncated]` root.
             crate::unwind::mark_truncated(key.flags, &mut user);
             let kernel = if key.kernel_stack_id < 0 {
@@ -351,9 +413,10 @@ impl Sampler {
                 go_labels,
             });
         }
-        let ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
-        for id in ids {
-            let _ = stacks.remove(&id);
+        if clear_kernel_stacks {
+            for id in stack_ids {
+                let _ = stacks.remove(&id);
+            }
         }
         // User stacks stay: the LRU map keeps the ones in use and evicts the rest.
         self.user_stacks_evicted += evicted;
@@ -388,12 +451,14 @@ impl Sampler {
 
     pub fn stats(&self) -> anyhow::Result<SamplerStats> {
         let mut totals = SamplerStats::default();
-        for stat in Stat::ALL {
-            let per_cpu = self
-                .stats
-                .get(&(stat as u32), 0)
-                .context("reading the sampler's counters failed")?;
-            totals.0[stat as usize] = per_cpu.iter().sum();
+        let per_cpu = self
+            .stats
+            .get(&0, 0)
+            .context("reading the sampler's counters failed")?;
+        for cpu in per_cpu.iter() {
+            for (total, n) in totals.0.iter_mut().zip(cpu) {
+                *total += n;
+            }
         }
         totals.0[Stat::UserStackEvicted as usize] += self.user_stacks_evicted;
         Ok(totals)
@@ -554,5 +619,127 @@ mod tests {
         let evicted = sampler.stats().unwrap().get(Stat::UserStackEvicted);
         assert!(evicted > 0, "nothing evicted from a map of 8 stacks");
         assert_eq!(evicted, with_hash - resolved);
+    }
+
+    /// Keys of a buffer with their counts, read straight from the kernel map.
+    fn buffer_keys(sampler: &Sampler, buffer: usize) -> Vec<(SampleKey, u64)> {
+        let counts = &sampler.counts[buffer];
+        counts
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|k| counts.get(&k, 0).ok().map(|c| (k, c)))
+            .collect()
+    }
+
+    /// Spins in `read(2)` of /dev/zero, so that samples land in the kernel.
+    fn spin_in_syscalls(ms: u64) {
+        use std::io::Read as _;
+        let mut zero = std::fs::File::open("/dev/zero").unwrap();
+        let mut buf = [0u8; 4096];
+        let end = std::time::Instant::now() + Duration::from_millis(ms);
+        while std::time::Instant::now() < end {
+            zero.read_exact(&mut buf).unwrap();
+        }
+    }
+
+    #[test]
+    fn drained_keys_stay_zeroed_until_idle_and_nothing_is_counted_twice() {
+        let config = SamplerConfig {
+            frequency: 999,
+            pids: vec![std::process::id()],
+            ..Default::default()
+        };
+        let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
+        let mut drained = 0;
+        for _ in 0..4 {
+            spin_distinct(100);
+            let buffer = (sampler.active & control::BUFFER) as usize;
+            let samples = sampler.drain().unwrap();
+            assert!(
+                samples.iter().all(|s| s.count > 0),
+                "a zeroed key was reported"
+            );
+            drained += samples.iter().map(|s| s.count).sum::<u64>();
+            // The drained buffer keeps its keys, zeroed, for their next samples.
+            let kept = buffer_keys(&sampler, buffer);
+            assert!(!kept.is_empty(), "the drain deleted the keys it read");
+            assert!(
+                kept.iter().all(|&(_, c)| c == 0),
+                "a drained key kept its count"
+            );
+        }
+        sampler.stop().unwrap();
+        drained += sampler
+            .drain()
+            .unwrap()
+            .iter()
+            .map(|s| s.count)
+            .sum::<u64>();
+        drained += sampler
+            .drain()
+            .unwrap()
+            .iter()
+            .map(|s| s.count)
+            .sum::<u64>();
+        assert_eq!(drained, sampler.stats().unwrap().get(Stat::Recorded));
+
+        // Keys that count nothing are deleted after KEY_IDLE_DRAINS drains of their buffer.
+        for _ in 0..2 * KEY_IDLE_DRAINS {
+            assert!(sampler.drain().unwrap().is_empty());
+        }
+        assert!(buffer_keys(&sampler, 0).is_empty() && buffer_keys(&sampler, 1).is_empty());
+    }
+
+    #[test]
+    fn keys_of_ended_processes_and_stale_kernel_stacks_are_deleted() {
+        let mut config = SamplerConfig {
+            frequency: 999,
+            pids: vec![std::process::id()],
+            ..Default::default()
+        };
+        let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
+        spin_distinct(100);
+        sampler.drain().unwrap();
+        spin_distinct(100);
+        sampler.drain().unwrap();
+        sampler.stop().unwrap();
+        assert!(!buffer_keys(&sampler, 0).is_empty() && !buffer_keys(&sampler, 1).is_empty());
+        // An exec or exit: the next drain of each buffer deletes the process's keys.
+        sampler.process_ended(std::process::id());
+        sampler.drain().unwrap();
+        sampler.drain().unwrap();
+        assert!(buffer_keys(&sampler, 0).is_empty() && buffer_keys(&sampler, 1).is_empty());
+        drop(sampler);
+
+        // Room for 32 kernel stacks per buffer: more than 2 are cleared at the drain, with
+        // the keys that name them; keys of user-mode samples stay.
+        config.stack_entries = 32;
+        let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
+        spin_in_syscalls(300);
+        spin_distinct(100);
+        sampler.stop().unwrap();
+        let buffer = (sampler.active & control::BUFFER) as usize;
+        let samples = sampler.drain().unwrap();
+        let kernel_stacks = samples
+            .iter()
+            .filter(|s| s.key.kernel_stack_id >= 0)
+            .count();
+        assert!(
+            kernel_stacks > 2,
+            "only {kernel_stacks} kernel stacks sampled"
+        );
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.key.kernel_stack_id >= 0 && !s.kernel.is_empty()),
+            "kernel stacks were cleared before they were read"
+        );
+        let kept = buffer_keys(&sampler, buffer);
+        assert!(
+            kept.iter().all(|(k, _)| k.kernel_stack_id < 0),
+            "a key names a cleared stack"
+        );
+        assert!(!kept.is_empty(), "user-mode keys were deleted too");
+        assert_eq!(sampler.stacks[buffer].stack_ids().count(), 0);
     }
 }

@@ -58,14 +58,29 @@ static KNOWN_PIDS: LruHashMap<u32, u8> =
     LruHashMap::with_max_entries(defaults::KNOWN_PIDS_ENTRIES, 0);
 #[map]
 static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(defaults::PROC_EVENTS_BYTES, 0);
+/// All counters of a CPU in one value: a sample's few increments share its cache lines
+/// (one entry per counter would be one allocation each).
 #[map]
-static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+static STATS: PerCpuArray<[u64; STAT_COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn count(stat: Stat) {
-    if let Some(p) = STATS.get_ptr_mut(stat as u32) {
-        // Per-CPU slot and perf-event programs do not nest on one CPU: a plain add is safe.
-        unsafe { *p += 1 };
+    if let Some(p) = STATS.get_ptr_mut(0) {
+        // Per-CPU value and perf-event programs do not nest on one CPU: a plain add is safe.
+        unsafe { (*p)[stat as usize] += 1 };
+    }
+}
+
+/// [`count`] for a stat chosen at run time. The index is made opaque to LLVM right
+/// before its bounds check, so that the check and the access use the same register (LLVM
+/// would otherwise check a copy, or drop the check, and the verifier reject the access).
+#[inline(always)]
+fn count_dynamic(stat: Stat) {
+    if let Some(p) = STATS.get_ptr_mut(0) {
+        let i = core::hint::black_box(stat as usize);
+        if let Some(n) = unsafe { (*p).get_mut(i) } {
+            *n += 1;
+        }
     }
 }
 
@@ -158,19 +173,22 @@ extern "C" fn hash_frame(index: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
-/// Stores `stack` under `hash` unless already there (the lookup also marks it recently
-/// used, so it outlives the drain that reads it).
+/// Stores the stack in `STACK_SCRATCH` under `hash` unless already there (the lookup
+/// also marks it recently used, so it outlives the drain that reads it). False if it
+/// could not be stored.
 #[inline(always)]
-fn store_user_stack(stack: &UserStack, hash: u64) -> Result<(), ()> {
-    if unsafe { USER_STACKS.get(&hash) }.is_none() {
-        match USER_STACKS.insert(&hash, stack, BPF_NOEXIST as u64) {
-            Ok(()) => {}
-            // Another CPU stored the same stack meanwhile.
-            Err(e) if e == -EEXIST => {}
-            Err(_) => return Err(()),
-        }
+fn user_stack_stored(hash: u64) -> bool {
+    if unsafe { USER_STACKS.get(&hash) }.is_some() {
+        return true;
     }
-    Ok(())
+    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    match USER_STACKS.insert(&hash, unsafe { &*stack }, BPF_NOEXIST as u64) {
+        Ok(()) => true,
+        // Another CPU stored the same stack meanwhile.
+        Err(e) => e == -EEXIST,
+    }
 }
 
 #[perf_event]
@@ -201,7 +219,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     // Everything that does not depend on the buffer comes first: the verifier checks code
     // after the buffer's branch once per branch, and this is the expensive part.
     let go_labels = if control & control::GO_PROCESSES != 0 {
-        crate::golabels::current_labels(tgid, buffer, count)
+        crate::golabels::current_labels(tgid, buffer, count_dynamic)
     } else {
         0
     };
@@ -216,7 +234,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         stacks_full: Stat::UserStacksFull,
         go_labels,
     };
-    match crate::unwinder::unwind_user(ctx, tgid, user_mode, count) {
+    match crate::unwinder::unwind_user(ctx, tgid, user_mode, count, count_dynamic) {
         Some(Ok((flags, hash))) => {
             sample.flags = flags;
             sample.stacks_full = Stat::DwarfStacksFull;
@@ -226,7 +244,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         Some(Err(())) => {}
         None => match frame_pointer_stack(ctx) {
             Some(stack) => sample.user_hash = stack_hash(stack.len),
-            None => count(if user_mode {
+            None => count_dynamic(if user_mode {
                 Stat::UserStackMissing
             } else {
                 Stat::NoUserStack
@@ -269,7 +287,7 @@ fn record(
         match ctx.get_stackid(stacks, 0) {
             Ok(id) => id as i32,
             Err(e) => {
-                count(if e == -EEXIST {
+                count_dynamic(if e == -EEXIST {
                     Stat::KernelStackCollision
                 } else {
                     Stat::KernelStackMissing
@@ -292,27 +310,26 @@ fn record(
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         go_labels: s.go_labels,
     };
-    // A key already counted in this buffer had its user stack stored or refreshed when it
-    // was added: one lookup. (Should more new stacks than the LRU map holds arrive before
-    // the drain, that stack can be evicted; userspace counts it.)
+    // Userspace zeroes the keys it drains instead of deleting them, so a recurring key
+    // costs one lookup. Its first sample since the drain (a zero count) refreshes its user
+    // stack in the LRU map, or stores it again if it was evicted, so the stack outlives
+    // the next drain too. (Should more new stacks than the LRU map holds arrive before
+    // that drain, it can still be evicted; userspace counts it.)
     if let Some(p) = counts.get_ptr_mut(&key) {
+        if unsafe { *p } == 0 && s.user_hash != 0 && !user_stack_stored(s.user_hash) {
+            count_dynamic(s.stacks_full);
+        }
         add_one(p);
         count(Stat::Recorded);
         return;
     }
-    if s.user_hash != 0 {
-        let stored = match STACK_SCRATCH.get_ptr_mut(0) {
-            Some(stack) => store_user_stack(unsafe { &*stack }, s.user_hash).is_ok(),
-            None => false,
-        };
-        if !stored {
-            count(s.stacks_full);
-            if kernel_stack_id < 0 {
-                count(Stat::NoStack);
-                return;
-            }
-            key.user_stack = 0;
+    if s.user_hash != 0 && !user_stack_stored(s.user_hash) {
+        count_dynamic(s.stacks_full);
+        if kernel_stack_id < 0 {
+            count(Stat::NoStack);
+            return;
         }
+        key.user_stack = 0;
     }
     match counts.insert(&key, &1, BPF_NOEXIST as u64) {
         Ok(()) => count(Stat::Recorded),

@@ -26,10 +26,7 @@ use core::ffi::c_void;
 use crate::sampler::STACK_SCRATCH;
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
-    helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
-    },
+    helpers::generated::{self, bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
     programs::PerfEventContext,
@@ -85,20 +82,21 @@ struct Walk {
     result: u32,
 }
 
-#[map]
-static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+/// Bytes of user stack copied per `bpf_probe_read_user`.
+const WINDOW_BYTES: u64 = 512;
+const WINDOW_WORDS: usize = WINDOW_BYTES as usize / 8;
 
-/// The process this CPU unwound last and its slot: a CPU-bound process then costs no
-/// `UNWIND_PROCS` lookup per sample. Trusted only while the slot still names the process
-/// (`ProcUnwindInfo::tgid`, which userspace clears when it removes one).
+/// A copy of the stretch of user stack the walk is reading. Each `bpf_probe_read_user`
+/// has a fixed cost far above that of copying a few hundred bytes, and a walk reads
+/// upwards through adjacent frames: one copy serves several frames.
 #[repr(C)]
-struct LastProcess {
-    tgid: u32,
-    slot: u32,
+struct StackWindow {
+    /// User address of `words[0]`.
+    base: u64,
+    /// Bytes of `words` copied; 0 = empty.
+    len: u64,
+    words: [u64; WINDOW_WORDS],
 }
-
-#[map]
-static LAST_PROCESS: PerCpuArray<LastProcess> = PerCpuArray::with_max_entries(1, 0);
 
 /// A row found for a pc of a process, like a TLB entry: a hot frame then costs one cache
 /// line instead of the two binary searches (a dozen or more cold cache lines per frame).
@@ -112,23 +110,88 @@ struct CachedRow {
     row: UnwindRow,
 }
 
-const ROW_CACHE_ENTRIES: u32 = 4096;
+/// Direct-mapped, per CPU. Inside the same per-CPU value as the walk, so a frame touches
+/// one map value (a few pages) rather than one allocation per cached row.
+const ROW_CACHE_ENTRIES: u32 = 1024;
 /// A `kind` for cached pcs of mappings without a table (unwound by frame pointer).
 const KIND_FRAME_POINTER: u8 = 0xfe;
 
-#[map]
-static ROW_CACHE: PerCpuArray<CachedRow> = PerCpuArray::with_max_entries(ROW_CACHE_ENTRIES, 0);
-
-#[inline(always)]
-fn read_user(addr: u64) -> Option<u64> {
-    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+/// Everything a CPU's walk reads and writes besides the tables, in one per-CPU value
+/// (~25 KiB, under the 32 KiB a per-CPU value may have).
+#[repr(C)]
+struct UnwindCpu {
+    walk: Walk,
+    /// The process this CPU unwound last and its slot: a CPU-bound process then costs no
+    /// `UNWIND_PROCS` lookup per sample. Trusted only while the slot still names the
+    /// process (`ProcUnwindInfo::tgid`, which userspace clears when it removes one).
+    last_tgid: u32,
+    last_slot: u32,
+    window: StackWindow,
+    rows: [CachedRow; ROW_CACHE_ENTRIES as usize],
 }
 
-/// Two adjacent words in one read: a saved frame pointer and the return address above
-/// it. Each `bpf_probe_read_user` has a fixed cost that dominates an 8-byte copy.
+#[map]
+static UNWIND_CPU: PerCpuArray<UnwindCpu> = PerCpuArray::with_max_entries(1, 0);
+
+/// The word at `addr`, through the window.
 #[inline(always)]
-fn read_user_pair(addr: u64) -> Option<[u64; 2]> {
-    unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()
+fn read_word(window: &mut StackWindow, addr: u64) -> Option<u64> {
+    let i = window_index(window, addr, 8)?;
+    Some(window.words[i & (WINDOW_WORDS - 1)])
+}
+
+/// The two words at `addr` (a saved rbp and the return address above it), through the
+/// window.
+#[inline(always)]
+fn read_pair(window: &mut StackWindow, addr: u64) -> Option<[u64; 2]> {
+    let i = window_index(window, addr, 16)?;
+    Some([
+        window.words[i & (WINDOW_WORDS - 1)],
+        window.words[(i + 1) & (WINDOW_WORDS - 1)],
+    ])
+}
+
+/// The index in `window.words` of `bytes` at `addr`, copying the stack from `addr` up
+/// first unless the window already holds them.
+#[inline(always)]
+fn window_index(window: &mut StackWindow, addr: u64, bytes: u64) -> Option<usize> {
+    let off = addr.wrapping_sub(window.base);
+    if off & 7 == 0 && off < WINDOW_BYTES && off + bytes <= window.len {
+        // Opaque to LLVM: the conditions above imply the caller's mask, so it would drop
+        // the mask, and the verifier cannot see bounds in the combined test LLVM emits.
+        return Some(core::hint::black_box((off / 8) as usize));
+    }
+    refill(window, addr, bytes)?;
+    Some(0)
+}
+
+/// Copies the user stack from `addr` up into the window: a full window, or, when that
+/// crosses into unmapped memory (the top of a stack), up to the end of `addr`'s page,
+/// or at least the `bytes` asked for.
+#[inline(always)]
+fn refill(window: &mut StackWindow, addr: u64, bytes: u64) -> Option<()> {
+    window.len = 0;
+    let dst = window.words.as_mut_ptr() as *mut c_void;
+    let src = addr as *const c_void;
+    if unsafe { generated::bpf_probe_read_user(dst, WINDOW_BYTES as u32, src) } != 0 {
+        let to_page_end = 4096 - (addr & 4095);
+        let mut len = if to_page_end < bytes {
+            bytes
+        } else {
+            to_page_end
+        };
+        if len > WINDOW_BYTES {
+            len = WINDOW_BYTES;
+        }
+        if unsafe { generated::bpf_probe_read_user(dst, len as u32, src) } != 0 {
+            return None;
+        }
+        window.len = len;
+    } else {
+        window.len = WINDOW_BYTES;
+    }
+    window.base = addr;
+    Some(())
 }
 
 #[inline(always)]
@@ -151,10 +214,11 @@ fn at_or_below(a: u64, b: u64) -> u32 {
 
 /// One frame; returns 0 to go on, 1 to stop.
 extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(walk) = WALK.get_ptr_mut(0) else {
+    let Some(cpu) = UNWIND_CPU.get_ptr_mut(0) else {
         return 1;
     };
-    let walk = unsafe { &mut *walk };
+    let cpu = unsafe { &mut *cpu };
+    let walk = &mut cpu.walk;
     let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
@@ -180,28 +244,24 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
     let generation = info.generation;
     let slot = ((pc ^ (pc >> 12) ^ u64::from(generation).wrapping_mul(0x9e37_79b9)) as u32)
         & (ROW_CACHE_ENTRIES - 1);
-    let cached = ROW_CACHE.get_ptr_mut(slot);
-    let row = match cached {
-        Some(c) if unsafe { (*c).pc == pc && (*c).generation == generation } => unsafe { (*c).row },
-        _ => {
-            let Some(row) = find_row(walk, info, pc) else {
-                return 1;
-            };
-            if let Some(c) = cached {
-                unsafe {
-                    *c = CachedRow {
-                        pc,
-                        generation,
-                        _pad: 0,
-                        row,
-                    }
-                };
-            }
-            row
-        }
+    let cached = &mut cpu.rows[slot as usize & (ROW_CACHE_ENTRIES as usize - 1)];
+    let row = if cached.pc == pc && cached.generation == generation {
+        cached.row
+    } else {
+        let Some(row) = find_row(walk, info, pc) else {
+            return 1;
+        };
+        *cached = CachedRow {
+            pc,
+            generation,
+            _pad: 0,
+            row,
+        };
+        row
     };
+    let window = &mut cpu.window;
     if row.kind == KIND_FRAME_POINTER {
-        return frame_pointer_step(walk);
+        return frame_pointer_step(walk, window);
     }
 
     let cfa = match row.kind {
@@ -215,7 +275,7 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
             };
             walk.sp.wrapping_add(row.cfa_offset as u64 + extra)
         }
-        row_kind::SIGNAL => return signal_step(walk),
+        row_kind::SIGNAL => return signal_step(walk, window),
         row_kind::END => {
             walk.result = COMPLETE;
             return 1;
@@ -234,18 +294,18 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
     let ra = if rbp_offset == -2 {
         // rbp saved right below the return address (`push rbp` on entry), the common
         // case: both in one read.
-        let Some([bp, ra]) = read_user_pair(cfa - 16) else {
+        let Some([bp, ra]) = read_pair(window, cfa - 16) else {
             return stop(walk, Stat::UnwindReadFailure);
         };
         walk.bp = bp;
         ra
     } else {
-        let Some(ra) = read_user(cfa - 8) else {
+        let Some(ra) = read_word(window, cfa - 8) else {
             return stop(walk, Stat::UnwindReadFailure);
         };
         if rbp_offset != 0 {
             let at = cfa.wrapping_add((rbp_offset as i64 * 8) as u64);
-            match read_user(at) {
+            match read_word(window, at) {
                 Some(bp) => walk.bp = bp,
                 None => return stop(walk, Stat::UnwindReadFailure),
             }
@@ -333,7 +393,7 @@ fn find_row(walk: &mut Walk, info: &ProcUnwindInfo, pc: u64) -> Option<UnwindRow
 
 /// Code without unwind information: trust the frame pointer for one frame.
 #[inline(always)]
-fn frame_pointer_step(walk: &mut Walk) -> i64 {
+fn frame_pointer_step(walk: &mut Walk, window: &mut StackWindow) -> i64 {
     let bp = walk.bp;
     if bp == 0 {
         walk.result = COMPLETE;
@@ -342,7 +402,7 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
     if bp < walk.sp {
         return stop(walk, Stat::UnwindBadFrame);
     }
-    let Some([next_bp, ra]) = read_user_pair(bp) else {
+    let Some([next_bp, ra]) = read_pair(window, bp) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
     walk.bp = next_bp;
@@ -351,12 +411,12 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
 
 /// `__restore_rt`: the kernel's signal frame holds the interrupted registers.
 #[inline(always)]
-fn signal_step(walk: &mut Walk) -> i64 {
+fn signal_step(walk: &mut Walk, window: &mut StackWindow) -> i64 {
     let sp = walk.sp;
     let (Some(ip), Some(new_sp), Some(bp)) = (
-        read_user(sp + sigframe::RIP),
-        read_user(sp + sigframe::RSP),
-        read_user(sp + sigframe::RBP),
+        read_word(window, sp + sigframe::RIP),
+        read_word(window, sp + sigframe::RSP),
+        read_word(window, sp + sigframe::RBP),
     ) else {
         return stop(walk, Stat::UnwindReadFailure);
     };
@@ -403,8 +463,17 @@ fn user_regs(ctx: &PerfEventContext, user_mode: bool) -> Option<(u64, u64, u64)>
     if regs.is_null() {
         return None;
     }
-    let r: PtRegs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
-    Some((r.ip, r.sp, r.bp))
+    // The helper returns a BTF pointer to `struct pt_regs`: the verifier lets us load its
+    // fields directly (faulting loads are caught), cheaper than a probe read of all of it.
+    // Volatile: LLVM would otherwise share one load instruction between this pointer and
+    // the context's registers above, which the verifier rejects.
+    unsafe {
+        Some((
+            core::ptr::read_volatile(&(*regs).ip),
+            core::ptr::read_volatile(&(*regs).sp),
+            core::ptr::read_volatile(&(*regs).bp),
+        ))
+    }
 }
 
 /// Walks the current task's user stack with the unwind tables into `STACK_SCRATCH` and
@@ -417,11 +486,13 @@ pub fn unwind_user(
     tgid: u32,
     user_mode: bool,
     count: impl Fn(Stat) + Copy,
+    count_dynamic: impl Fn(Stat),
 ) -> Option<Result<(u32, u64), ()>> {
     if unsafe { core::ptr::read_volatile(&UNWIND_ENABLED) } == 0 {
         return None;
     }
-    let slot = process_slot(tgid)?;
+    let cpu = unsafe { &mut *UNWIND_CPU.get_ptr_mut(0)? };
+    let slot = process_slot(cpu, tgid)?;
     let Some((ip, sp, bp)) = user_regs(ctx, user_mode) else {
         count(Stat::UserStackMissing);
         return Some(Err(()));
@@ -431,11 +502,9 @@ pub fn unwind_user(
         count(Stat::NoUserStack);
         return Some(Err(()));
     }
-    let Some(walk) = WALK.get_ptr_mut(0) else {
-        count(Stat::UserStackMissing);
-        return Some(Err(()));
-    };
-    let walk = unsafe { &mut *walk };
+    // A window of another walk holds another moment's (or process's) stack.
+    cpu.window.len = 0;
+    let walk = &mut cpu.walk;
     *walk = Walk {
         ip,
         sp,
@@ -463,7 +532,7 @@ pub fn unwind_user(
     if walk.result != COMPLETE {
         flags = stack_flags::TRUNCATED;
         if walk.result >= STOPPED {
-            count_raw(walk.result - STOPPED, count);
+            count_raw(walk.result - STOPPED, count_dynamic);
         } else {
             count(Stat::UnwindTruncated);
         }
@@ -475,19 +544,17 @@ pub fn unwind_user(
 
 /// The `UNWIND_MAPPINGS` slot of `tgid`, or None if it has no unwind tables.
 #[inline(always)]
-fn process_slot(tgid: u32) -> Option<u32> {
-    let last = LAST_PROCESS.get_ptr_mut(0)?;
-    let last = unsafe { &mut *last };
-    if last.tgid == tgid && tgid != 0 {
-        if let Some(info) = UNWIND_MAPPINGS.get(last.slot) {
+fn process_slot(cpu: &mut UnwindCpu, tgid: u32) -> Option<u32> {
+    if cpu.last_tgid == tgid && tgid != 0 {
+        if let Some(info) = UNWIND_MAPPINGS.get(cpu.last_slot) {
             if info.tgid == tgid {
-                return Some(last.slot);
+                return Some(cpu.last_slot);
             }
         }
     }
     let slot = *unsafe { UNWIND_PROCS.get(&tgid) }?;
-    last.tgid = tgid;
-    last.slot = slot;
+    cpu.last_tgid = tgid;
+    cpu.last_slot = slot;
     Some(slot)
 }
 
