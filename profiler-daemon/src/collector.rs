@@ -21,6 +21,8 @@ const UNWIND_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 const MAX_UNWIND_PENDING: usize = 4096;
 /// Binaries kept parsed by blazesym between drains (their DWARF can be tens of MB each).
 const PARSED_BINARIES: usize = 16;
+/// When a newly captured process's mappings are read again (see `poll_events`).
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct Collector {
     sampler: Sampler,
@@ -36,6 +38,8 @@ pub struct Collector {
     /// Processes waiting for their unwind tables, oldest first.
     unwind_pending: std::collections::VecDeque<u32>,
     unwind_queued: std::collections::HashSet<u32>,
+    /// Newly captured processes and when to read their mappings again, oldest first.
+    recheck: std::collections::VecDeque<(std::time::Instant, u32)>,
 }
 
 impl Collector {
@@ -65,6 +69,7 @@ impl Collector {
             unwind,
             unwind_pending: Default::default(),
             unwind_queued: Default::default(),
+            recheck: Default::default(),
         })
     }
 
@@ -125,6 +130,8 @@ impl Collector {
             match e.kind {
                 proc_event::FIRST_SAMPLE if self.procs.capture(e.tgid) => {
                     self.watch_go_labels(e.tgid);
+                    self.recheck
+                        .push_back((std::time::Instant::now() + RECHECK_AFTER, e.tgid));
                 }
                 proc_event::EXEC => {
                     self.procs.exec(e.tgid);
@@ -141,6 +148,19 @@ impl Collector {
                     self.exited.push(e.tgid);
                 }
                 _ => {}
+            }
+        }
+        // A first sample can land while the dynamic loader is still mapping libraries
+        // (right after exec): look again once it is done, or the process's libraries
+        // would stay unknown to the unwinder and, should it exit, to the symbolizer.
+        let now = std::time::Instant::now();
+        while let Some(&(due, pid)) = self.recheck.front() {
+            if due > now {
+                break;
+            }
+            self.recheck.pop_front();
+            if self.procs.get(pid).is_some_and(|p| !p.exited) && self.procs.mappings_changed(pid) {
+                self.procs.capture(pid);
             }
         }
         &self.events

@@ -204,6 +204,27 @@ impl ProcessTable {
         true
     }
 
+    /// Whether `pid`'s executable mappings differ from the captured ones (false if it is
+    /// gone or was never captured).
+    pub fn mappings_changed(&self, pid: u32) -> bool {
+        let Some(process) = self.processes.get(&pid) else {
+            return false;
+        };
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return false;
+        };
+        let mut now: Vec<(u64, u64)> = maps
+            .lines()
+            .filter_map(MapsLine::parse)
+            .filter(|m| m.executable)
+            .map(|m| (m.start, m.end))
+            .collect();
+        now.sort_unstable();
+        !now.iter()
+            .copied()
+            .eq(process.mappings.iter().map(|m| (m.start, m.end)))
+    }
+
     /// Pids captured since the last call.
     pub fn take_captured(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.captured)
@@ -316,5 +337,33 @@ mod tests {
         let bin = table.binaries.get(m.binary.unwrap()).unwrap();
         assert!(std::fs::metadata(bin.open_path()).is_ok());
         assert!(table.ensure(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn notices_an_executable_mapping_added_after_capture() {
+        let pid = std::process::id();
+        let mut table = ProcessTable::default();
+        assert!(table.capture(pid));
+        assert!(!table.mappings_changed(pid));
+        // SAFETY: a fresh anonymous mapping, unmapped below; nothing else refers to it.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let changed = table.mappings_changed(pid);
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(addr, 4096) };
+        assert!(changed, "a new executable mapping went unnoticed");
+        assert!(
+            !table.mappings_changed(u32::MAX),
+            "an unknown pid is not a change"
+        );
     }
 }
