@@ -130,9 +130,10 @@ pub struct Sampler {
     /// Kernel stacks a buffer may hold before its drain clears them (with the keys that
     /// name them): stale stacks occupy buckets a new stack would collide with.
     kernel_stacks_limit: usize,
-    /// Per buffer: the drain (`drains`) in which each key last counted samples.
+    /// Per buffer: the drain of that buffer (`drains`) in which each key last counted.
     key_last_counted: [std::collections::HashMap<SampleKey, u64>; 2],
-    drains: u64,
+    /// Per buffer: how often it was drained.
+    drains: [u64; 2],
     /// Keys a buffer may hold before its drain deletes every key idle since the last one.
     keys_limit: usize,
     /// One perf event per CPU; emptied by [`Sampler::stop`].
@@ -268,7 +269,7 @@ impl Sampler {
             ended: Default::default(),
             kernel_stacks_limit: (config.stack_entries / 16).max(1) as usize,
             key_last_counted: Default::default(),
-            drains: 0,
+            drains: [0; 2],
             keys_limit: (config.counts_entries / 2) as usize,
             perf_links,
         })
@@ -343,8 +344,8 @@ impl Sampler {
         let mut evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
-        self.drains += 1;
-        let drain = self.drains;
+        self.drains[old] += 1;
+        let drain = self.drains[old];
         let idle_drains = if keys.len() > self.keys_limit {
             1
         } else {
@@ -372,7 +373,7 @@ impl Sampler {
             } else {
                 last_counted.get(&key).copied().unwrap_or(0)
             };
-            let keep = drain - last < idle_drains * 2
+            let keep = drain - last < idle_drains
                 && !ended.contains(&key.tgid)
                 && !(clear_kernel_stacks && key.kernel_stack_id >= 0);
             if !keep {
@@ -525,22 +526,36 @@ fn raise_memlock_limit() {
 mod tests {
     use super::*;
 
-    /// Samples the ticks of every CPU while this thread spins for `ms`.
-    fn spin(ms: u64) {
+    /// Runs `step` over and over for `ms`.
+    fn repeat_for(ms: u64, mut step: impl FnMut()) {
         let end = std::time::Instant::now() + Duration::from_millis(ms);
         while std::time::Instant::now() < end {
-            std::hint::spin_loop();
+            step();
         }
+    }
+
+    /// Keeps this thread on the CPU, in user mode, for `ms`.
+    fn spin(ms: u64) {
+        repeat_for(ms, std::hint::spin_loop);
+    }
+
+    /// Real eBPF (tests run as root), recording only this process.
+    fn own_process_config() -> SamplerConfig {
+        SamplerConfig {
+            frequency: 999,
+            pids: vec![std::process::id()],
+            ..Default::default()
+        }
+    }
+
+    /// Samples counted by one drain.
+    fn drained_total(sampler: &mut Sampler) -> u64 {
+        sampler.drain().unwrap().iter().map(|s| s.count).sum()
     }
 
     #[test]
     fn stop_closes_the_perf_events_and_keeps_the_samples() {
-        // Real eBPF (tests run as root); only this process is recorded.
-        let config = SamplerConfig {
-            frequency: 999,
-            pids: vec![std::process::id()],
-            ..Default::default()
-        };
+        let config = own_process_config();
         let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
         spin(300);
         let taken = sampler.stats().unwrap().get(Stat::Samples);
@@ -554,8 +569,10 @@ mod tests {
             at_stop,
             "sampled after stop"
         );
-        let drained: u64 = sampler.drain().unwrap().iter().map(|s| s.count).sum();
-        assert!(drained > 0, "the samples taken before stop were lost");
+        assert!(
+            drained_total(&mut sampler) > 0,
+            "the samples taken before stop were lost"
+        );
     }
 
     /// Spins through six distinct leaf functions, so samples carry several distinct stacks.
@@ -594,11 +611,7 @@ mod tests {
                 .sum();
             (with_hash, resolved)
         };
-        let mut config = SamplerConfig {
-            frequency: 999,
-            pids: vec![std::process::id()],
-            ..Default::default()
-        };
+        let mut config = own_process_config();
 
         // Roomy map: stacks stored before a drain resolve in it and in the ones after.
         let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
@@ -636,19 +649,12 @@ mod tests {
         use std::io::Read as _;
         let mut zero = std::fs::File::open("/dev/zero").unwrap();
         let mut buf = [0u8; 4096];
-        let end = std::time::Instant::now() + Duration::from_millis(ms);
-        while std::time::Instant::now() < end {
-            zero.read_exact(&mut buf).unwrap();
-        }
+        repeat_for(ms, || zero.read_exact(&mut buf).unwrap());
     }
 
     #[test]
     fn drained_keys_stay_zeroed_until_idle_and_nothing_is_counted_twice() {
-        let config = SamplerConfig {
-            frequency: 999,
-            pids: vec![std::process::id()],
-            ..Default::default()
-        };
+        let config = own_process_config();
         let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
         let mut drained = 0;
         for _ in 0..4 {
@@ -669,18 +675,7 @@ mod tests {
             );
         }
         sampler.stop().unwrap();
-        drained += sampler
-            .drain()
-            .unwrap()
-            .iter()
-            .map(|s| s.count)
-            .sum::<u64>();
-        drained += sampler
-            .drain()
-            .unwrap()
-            .iter()
-            .map(|s| s.count)
-            .sum::<u64>();
+        drained += drained_total(&mut sampler) + drained_total(&mut sampler);
         assert_eq!(drained, sampler.stats().unwrap().get(Stat::Recorded));
 
         // Keys that count nothing are deleted after KEY_IDLE_DRAINS drains of their buffer.
@@ -692,11 +687,7 @@ mod tests {
 
     #[test]
     fn keys_of_ended_processes_and_stale_kernel_stacks_are_deleted() {
-        let mut config = SamplerConfig {
-            frequency: 999,
-            pids: vec![std::process::id()],
-            ..Default::default()
-        };
+        let mut config = own_process_config();
         let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
         spin_distinct(100);
         sampler.drain().unwrap();
