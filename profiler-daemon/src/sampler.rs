@@ -26,6 +26,9 @@ const FLIP_GRACE: Duration = Duration::from_millis(5);
 /// Drains of its buffer a key may count nothing in before it is deleted: long enough
 /// that a stack sampled about once a second at low frequencies keeps its key.
 const KEY_IDLE_DRAINS: u64 = 10;
+/// Drains (of either buffer) a cached user stack may go unused before it is dropped:
+/// longer than any key that names it is kept idle, so a kept key always finds its stack.
+const STACK_CACHE_IDLE_DRAINS: u64 = 2 * KEY_IDLE_DRAINS + 2;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf"));
 
@@ -72,6 +75,11 @@ pub struct RawSample {
     pub kernel: Vec<u64>,
     /// Goroutine labels (Go programs inside `pprof.Do`).
     pub go_labels: Option<GoLabelSet>,
+}
+
+struct CachedStack {
+    ips: Box<[u64]>,
+    last_used: u64,
 }
 
 /// Totals of the kernel-side counters, summed over CPUs.
@@ -124,6 +132,12 @@ pub struct Sampler {
     user_stacks: HashMap<MapData, u64, UserStack>,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
+    /// User stacks read from `user_stacks`, by hash, with the drain (`all_drains`) that
+    /// last used each. The kernel stores a stack only with a new key, and its LRU map may
+    /// evict it while the key lives on, zeroed, for its next samples.
+    stack_cache: std::collections::HashMap<u64, CachedStack>,
+    /// Drains of either buffer.
+    all_drains: u64,
     /// Per buffer: processes that exited or exec'd since its last drain, whose keys that
     /// drain deletes rather than keeps.
     ended: [HashSet<u32>; 2],
@@ -266,6 +280,8 @@ impl Sampler {
             go_labels_supported: fsbase_offset != 0,
             user_stacks,
             user_stacks_evicted: 0,
+            stack_cache: Default::default(),
+            all_drains: 0,
             ended: Default::default(),
             kernel_stacks_limit: (config.stack_entries / 16).max(1) as usize,
             key_last_counted: Default::default(),
@@ -323,7 +339,9 @@ impl Sampler {
     /// Keys that counted samples stay, zeroed: a stack that recurs is then one lookup in
     /// the kernel instead of an insert after every drain. Keys are deleted once idle for
     /// [`KEY_IDLE_DRAINS`] drains of their buffer (or for one, when the buffer holds more
-    /// than `keys_limit`), and those of processes that ended at once. Kernel stacks stay
+    /// than `keys_limit`), and those of processes that ended at once. A kept key's user
+    /// stack is kept here (`stack_cache`), since the kernel's LRU map may evict it; a key
+    /// whose stack was evicted before its first drain is deleted. Kernel stacks stay
     /// too, until a buffer holds more than `kernel_stacks_limit` of them: then they are
     /// cleared, and the keys that name them deleted.
     pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
@@ -341,6 +359,9 @@ impl Sampler {
         let stack_ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
         let clear_kernel_stacks = stack_ids.len() > self.kernel_stacks_limit;
         let user_stacks = &self.user_stacks;
+        let stack_cache = &mut self.stack_cache;
+        self.all_drains += 1;
+        let now = self.all_drains;
         let mut evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
@@ -357,13 +378,30 @@ impl Sampler {
             let Ok(count) = counts.get(&key, 0) else {
                 continue;
             };
+            let mut stack_lost = false;
             let mut user = if key.user_stack == 0 || count == 0 {
                 Vec::new()
+            } else if let Some(cached) = stack_cache.get_mut(&key.user_stack) {
+                cached.last_used = now;
+                cached.ips.to_vec()
             } else {
                 match user_stacks.get(&key.user_stack, 0) {
-                    Ok(st) => st.ips[..(st.len as usize).min(st.ips.len())].to_vec(),
+                    Ok(st) => {
+                        let ips = st.ips[..(st.len as usize).min(st.ips.len())].to_vec();
+                        stack_cache.insert(
+                            key.user_stack,
+                            CachedStack {
+                                ips: ips.as_slice().into(),
+                                last_used: now,
+                            },
+                        );
+                        ips
+                    }
                     Err(_) => {
                         evicted += count;
+                        // Deleted below: its next sample makes a new key, which stores
+                        // the stack again.
+                        stack_lost = true;
                         Vec::new()
                     }
                 }
@@ -373,10 +411,11 @@ impl Sampler {
             } else {
                 last_counted.get(&key).copied().unwrap_or(0)
             };
-            let keep = drain - last < idle_drains
-                && !ended.contains(&key.tgid)
-                && !(clear_kernel_stacks && key.kernel_stack_id >= 0);
-            if !keep {
+            let delete = stack_lost
+                || drain - last >= idle_drains
+                || ended.contains(&key.tgid)
+                || (clear_kernel_stacks && key.kernel_stack_id >= 0);
+            if delete {
                 let _ = counts.remove(&key);
                 last_counted.remove(&key);
             } else if count > 0 {
@@ -419,7 +458,8 @@ impl Sampler {
                 let _ = stacks.remove(&id);
             }
         }
-        // User stacks stay: the LRU map keeps the ones in use and evicts the rest.
+        // The LRU map evicts stacks by itself; the cache drops those no kept key can name.
+        stack_cache.retain(|_, c| now - c.last_used <= STACK_CACHE_IDLE_DRAINS);
         self.user_stacks_evicted += evicted;
         log::trace!("drained {} samples", samples.len());
         Ok(samples)
@@ -622,9 +662,32 @@ mod tests {
             assert_eq!(resolved, with_hash, "a user stack went missing");
         }
         assert_eq!(sampler.stats().unwrap().get(Stat::UserStackEvicted), 0);
+
+        // The kernel stores a stack only with a new key: a key kept across drains finds
+        // its stack in the sampler's cache after the LRU map dropped it.
+        let stored: Vec<u64> = sampler.user_stacks.keys().filter_map(Result::ok).collect();
+        for hash in &stored {
+            sampler.user_stacks.remove(hash).unwrap();
+        }
+        spin_distinct(150);
+        let samples = sampler.drain().unwrap();
+        let of_dropped: u64 = samples
+            .iter()
+            .filter(|s| stored.contains(&s.key.user_stack))
+            .map(|s| s.count)
+            .sum();
+        assert!(of_dropped > 0, "no sample recurred on a kept key");
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.key.user_stack == 0 || !s.user.is_empty()),
+            "a kept key lost its user stack"
+        );
+        assert_eq!(sampler.stats().unwrap().get(Stat::UserStackEvicted), 0);
         drop(sampler);
 
         // A map of 8 stacks: most are evicted before their drain, and each is counted.
+        // Their keys are deleted, so that a next sample stores the stack again.
         config.stack_entries = 4;
         let mut sampler = Sampler::start(&config, |_| {}).expect("loading the sampler");
         spin_distinct(300);
@@ -632,6 +695,13 @@ mod tests {
         let evicted = sampler.stats().unwrap().get(Stat::UserStackEvicted);
         assert!(evicted > 0, "nothing evicted from a map of 8 stacks");
         assert_eq!(evicted, with_hash - resolved);
+        let drained = ((sampler.active & control::BUFFER) ^ 1) as usize;
+        assert!(
+            buffer_keys(&sampler, drained)
+                .iter()
+                .all(|(k, _)| k.user_stack == 0 || sampler.stack_cache.contains_key(&k.user_stack)),
+            "a key was kept without its user stack"
+        );
     }
 
     /// Keys of a buffer with their counts, read straight from the kernel map.

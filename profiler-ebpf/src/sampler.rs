@@ -174,8 +174,8 @@ extern "C" fn hash_frame(index: u64, ctx: *mut c_void) -> i64 {
 }
 
 /// Stores the stack in `STACK_SCRATCH` under `hash` unless already there (the lookup
-/// also marks it recently used, so it outlives the drain that reads it). False if it
-/// could not be stored.
+/// also marks it recently used, so it is likely to outlive the drain that reads it).
+/// False if it could not be stored.
 #[inline(always)]
 fn user_stack_stored(hash: u64) -> bool {
     if unsafe { USER_STACKS.get(&hash) }.is_some() {
@@ -311,14 +311,9 @@ fn record(
         go_labels: s.go_labels,
     };
     // Userspace zeroes the keys it drains instead of deleting them, so a recurring key
-    // costs one lookup. Its first sample since the drain (a zero count) refreshes its user
-    // stack in the LRU map, or stores it again if it was evicted, so the stack outlives
-    // the next drain too. (Should more new stacks than the LRU map holds arrive before
-    // that drain, it can still be evicted; userspace counts it.)
+    // costs one lookup. Its user stack need not stay in the LRU map: userspace keeps the
+    // stacks of the keys it keeps, and deletes a key whose stack it could not read.
     if let Some(p) = counts.get_ptr_mut(&key) {
-        if unsafe { *p } == 0 && s.user_hash != 0 && !user_stack_stored(s.user_hash) {
-            count_dynamic(s.stacks_full);
-        }
         add_one(p);
         count(Stat::Recorded);
         return;
