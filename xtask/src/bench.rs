@@ -260,14 +260,18 @@ struct ProgStats {
 
 #[derive(Default, Debug)]
 struct Watch {
-    /// When the profiler first held one perf event per CPU (sampling started).
+    /// When the profiler first held one perf event per CPU, or its program first ran
+    /// (sampling started).
     sampling_from: Option<u64>,
-    /// The last poll at which it still held them.
+    /// The last poll at which it still held them, or its program had run since the one
+    /// before.
     sampling_to: Option<u64>,
     /// Last seen stats per prog id.
     progs: HashMap<u32, ProgStats>,
     /// Peak anonymous RSS seen (`RssAnon`), kB: ru_maxrss also counts mapped files.
     max_anon_kb: u64,
+    /// The sampler program's run count at the last poll.
+    last_run_cnt: u64,
     /// Times `kernel.bpf_stats_enabled` was found switched off (by another process: it is
     /// one host-wide switch) and switched back on during this run.
     stats_reenabled: u32,
@@ -323,7 +327,12 @@ impl Watch {
                 }
             }
         }
-        if perf_events >= ncpus {
+        // perf holds its perf events; kiln holds bpf links instead (the kernel keeps the
+        // events), so for BPF samplers the sign of sampling is their program running.
+        let runs = self.sampler().map_or(0, |p| p.run_cnt);
+        let ran = runs > self.last_run_cnt;
+        self.last_run_cnt = runs;
+        if perf_events >= ncpus || ran {
             let t = now_ns();
             self.sampling_from.get_or_insert(t);
             self.sampling_to = Some(t);
@@ -640,11 +649,11 @@ fn end_child(child: &mut std::process::Child, signal: i32) {
     let _ = child.wait();
 }
 
-/// Polls `pid` until it holds one perf event per CPU with a BPF program on them.
+/// Polls `pid` until its sampler program runs.
 fn wait_sampling(watch: &mut Watch, pid: i32, ncpus: usize, what: &str) -> anyhow::Result<()> {
     for _ in 0..300 {
         watch.poll(pid, ncpus);
-        if watch.sampling_from.is_some() && watch.sampler().is_some() {
+        if watch.sampler().is_some_and(|p| p.run_cnt > 0) {
             return Ok(());
         }
         thread::sleep(Duration::from_millis(200));
@@ -1186,7 +1195,12 @@ fn verdict(cells: &[Cell], paired: &[PairedCell]) -> String {
             .iter()
             .map(|(ok, s)| format!("{s}{}", if *ok { "" } else { " (miss)" }))
             .collect();
-        let _ = writeln!(v, "- {goal}: {status}. {}.", detail.join("; "));
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" {}.", detail.join("; "))
+        };
+        let _ = writeln!(v, "- {goal}: {status}.{detail}");
     }
     v
 }
