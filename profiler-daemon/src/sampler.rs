@@ -26,9 +26,6 @@ const FLIP_GRACE: Duration = Duration::from_millis(5);
 /// Drains of its buffer a key may count nothing in before it is deleted: long enough
 /// that a stack sampled about once a second at low frequencies keeps its key.
 const KEY_IDLE_DRAINS: u64 = 10;
-/// Drains (of either buffer) a cached user stack may go unused before it is dropped:
-/// longer than any key that names it is kept idle, so a kept key always finds its stack.
-const STACK_CACHE_IDLE_DRAINS: u64 = 2 * KEY_IDLE_DRAINS + 2;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf"));
 
@@ -79,7 +76,8 @@ pub struct RawSample {
 
 struct CachedStack {
     ips: Box<[u64]>,
-    last_used: u64,
+    /// Kept keys (of either buffer) that name this stack.
+    keys: u32,
 }
 
 /// Totals of the kernel-side counters, summed over CPUs.
@@ -132,12 +130,10 @@ pub struct Sampler {
     user_stacks: HashMap<MapData, u64, UserStack>,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
-    /// User stacks read from `user_stacks`, by hash, with the drain (`all_drains`) that
-    /// last used each. The kernel stores a stack only with a new key, and its LRU map may
-    /// evict it while the key lives on, zeroed, for its next samples.
+    /// The user stacks of the keys the buffers keep, by hash, with how many kept keys name
+    /// each. The kernel stores a stack only with a new key, and its LRU map may evict it
+    /// while the key lives on, zeroed, for its next samples.
     stack_cache: std::collections::HashMap<u64, CachedStack>,
-    /// Drains of either buffer.
-    all_drains: u64,
     /// Per buffer: processes that exited or exec'd since its last drain, whose keys that
     /// drain deletes rather than keeps.
     ended: [HashSet<u32>; 2],
@@ -281,7 +277,6 @@ impl Sampler {
             user_stacks,
             user_stacks_evicted: 0,
             stack_cache: Default::default(),
-            all_drains: 0,
             ended: Default::default(),
             kernel_stacks_limit: (config.stack_entries / 16).max(1) as usize,
             key_last_counted: Default::default(),
@@ -360,8 +355,6 @@ impl Sampler {
         let clear_kernel_stacks = stack_ids.len() > self.kernel_stacks_limit;
         let user_stacks = &self.user_stacks;
         let stack_cache = &mut self.stack_cache;
-        self.all_drains += 1;
-        let now = self.all_drains;
         let mut evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
@@ -381,8 +374,7 @@ impl Sampler {
             let mut stack_lost = false;
             let mut user = if key.user_stack == 0 || count == 0 {
                 Vec::new()
-            } else if let Some(cached) = stack_cache.get_mut(&key.user_stack) {
-                cached.last_used = now;
+            } else if let Some(cached) = stack_cache.get(&key.user_stack) {
                 cached.ips.to_vec()
             } else {
                 match user_stacks.get(&key.user_stack, 0) {
@@ -392,7 +384,7 @@ impl Sampler {
                             key.user_stack,
                             CachedStack {
                                 ips: ips.as_slice().into(),
-                                last_used: now,
+                                keys: 0,
                             },
                         );
                         ips
@@ -415,12 +407,23 @@ impl Sampler {
                 || drain - last >= idle_drains
                 || ended.contains(&key.tgid)
                 || (clear_kernel_stacks && key.kernel_stack_id >= 0);
+            // A key is kept from its first count on (`last_counted` holds the kept keys);
+            // its stack's entry counts it meanwhile.
+            let stack_keys = stack_cache.get_mut(&key.user_stack).map(|c| &mut c.keys);
             if delete {
                 let _ = counts.remove(&key);
-                last_counted.remove(&key);
+                if last_counted.remove(&key).is_some() {
+                    if let Some(n) = stack_keys {
+                        *n -= 1;
+                    }
+                }
             } else if count > 0 {
                 let _ = counts.insert(key, 0, 0);
-                last_counted.insert(key, drain);
+                if last_counted.insert(key, drain).is_none() {
+                    if let Some(n) = stack_keys {
+                        *n += 1;
+                    }
+                }
             }
             if count == 0 {
                 continue;
@@ -458,8 +461,8 @@ impl Sampler {
                 let _ = stacks.remove(&id);
             }
         }
-        // The LRU map evicts stacks by itself; the cache drops those no kept key can name.
-        stack_cache.retain(|_, c| now - c.last_used <= STACK_CACHE_IDLE_DRAINS);
+        // The LRU map evicts stacks by itself; the cache drops those no kept key names.
+        stack_cache.retain(|_, c| c.keys > 0);
         self.user_stacks_evicted += evicted;
         log::trace!("drained {} samples", samples.len());
         Ok(samples)
@@ -664,26 +667,33 @@ mod tests {
         assert_eq!(sampler.stats().unwrap().get(Stat::UserStackEvicted), 0);
 
         // The kernel stores a stack only with a new key: a key kept across drains finds
-        // its stack in the sampler's cache after the LRU map dropped it.
+        // its stack in the sampler's cache after the LRU map dropped it. (Keys new since
+        // the last drain lose theirs: evicted, and counted.)
+        let kept: HashSet<u64> = sampler.stack_cache.keys().copied().collect();
         let stored: Vec<u64> = sampler.user_stacks.keys().filter_map(Result::ok).collect();
         for hash in &stored {
             sampler.user_stacks.remove(hash).unwrap();
         }
         spin_distinct(150);
         let samples = sampler.drain().unwrap();
-        let of_dropped: u64 = samples
+        let of_kept: Vec<_> = samples
             .iter()
-            .filter(|s| stored.contains(&s.key.user_stack))
-            .map(|s| s.count)
-            .sum();
-        assert!(of_dropped > 0, "no sample recurred on a kept key");
+            .filter(|s| kept.contains(&s.key.user_stack) && stored.contains(&s.key.user_stack))
+            .collect();
+        assert!(!of_kept.is_empty(), "no sample recurred on a kept key");
         assert!(
-            samples
-                .iter()
-                .all(|s| s.key.user_stack == 0 || !s.user.is_empty()),
+            of_kept.iter().all(|s| !s.user.is_empty()),
             "a kept key lost its user stack"
         );
-        assert_eq!(sampler.stats().unwrap().get(Stat::UserStackEvicted), 0);
+        let unresolved: u64 = samples
+            .iter()
+            .filter(|s| s.key.user_stack != 0 && s.user.is_empty())
+            .map(|s| s.count)
+            .sum();
+        assert_eq!(
+            sampler.stats().unwrap().get(Stat::UserStackEvicted),
+            unresolved
+        );
         drop(sampler);
 
         // A map of 8 stacks: most are evicted before their drain, and each is counted.
@@ -770,6 +780,11 @@ mod tests {
         sampler.drain().unwrap();
         sampler.drain().unwrap();
         assert!(buffer_keys(&sampler, 0).is_empty() && buffer_keys(&sampler, 1).is_empty());
+        // And so are the user stacks kept for them.
+        assert!(
+            sampler.stack_cache.is_empty(),
+            "stacks of deleted keys kept"
+        );
         drop(sampler);
 
         // Room for 32 kernel stacks per buffer: more than 2 are cleared at the drain, with
