@@ -74,12 +74,6 @@ pub struct RawSample {
     pub go_labels: Option<GoLabelSet>,
 }
 
-struct CachedStack {
-    ips: Box<[u64]>,
-    /// Kept keys (of either buffer) that name this stack.
-    keys: u32,
-}
-
 /// Totals of the kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SamplerStats(pub [u64; STAT_COUNT as usize]);
@@ -130,10 +124,10 @@ pub struct Sampler {
     user_stacks: HashMap<MapData, u64, UserStack>,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
-    /// The user stacks of the keys the buffers keep, by hash, with how many kept keys name
-    /// each. The kernel stores a stack only with a new key, and its LRU map may evict it
-    /// while the key lives on, zeroed, for its next samples.
-    stack_cache: std::collections::HashMap<u64, CachedStack>,
+    /// The user stacks of the keys the buffers keep, by hash. The kernel stores a stack
+    /// only with a new key, and its LRU map may evict it while the key lives on, zeroed,
+    /// for its next samples.
+    stack_cache: std::collections::HashMap<u64, Box<[u64]>>,
     /// Per buffer: processes that exited or exec'd since its last drain, whose keys that
     /// drain deletes rather than keeps.
     ended: [HashSet<u32>; 2],
@@ -375,18 +369,12 @@ impl Sampler {
             let mut user = if key.user_stack == 0 || count == 0 {
                 Vec::new()
             } else if let Some(cached) = stack_cache.get(&key.user_stack) {
-                cached.ips.to_vec()
+                cached.to_vec()
             } else {
                 match user_stacks.get(&key.user_stack, 0) {
                     Ok(st) => {
                         let ips = st.ips[..(st.len as usize).min(st.ips.len())].to_vec();
-                        stack_cache.insert(
-                            key.user_stack,
-                            CachedStack {
-                                ips: ips.as_slice().into(),
-                                keys: 0,
-                            },
-                        );
+                        stack_cache.insert(key.user_stack, ips.as_slice().into());
                         ips
                     }
                     Err(_) => {
@@ -407,23 +395,12 @@ impl Sampler {
                 || drain - last >= idle_drains
                 || ended.contains(&key.tgid)
                 || (clear_kernel_stacks && key.kernel_stack_id >= 0);
-            // A key is kept from its first count on (`last_counted` holds the kept keys);
-            // its stack's entry counts it meanwhile.
-            let stack_keys = stack_cache.get_mut(&key.user_stack).map(|c| &mut c.keys);
             if delete {
                 let _ = counts.remove(&key);
-                if last_counted.remove(&key).is_some() {
-                    if let Some(n) = stack_keys {
-                        *n -= 1;
-                    }
-                }
+                last_counted.remove(&key);
             } else if count > 0 {
                 let _ = counts.insert(key, 0, 0);
-                if last_counted.insert(key, drain).is_none() {
-                    if let Some(n) = stack_keys {
-                        *n += 1;
-                    }
-                }
+                last_counted.insert(key, drain);
             }
             if count == 0 {
                 continue;
@@ -461,8 +438,14 @@ impl Sampler {
                 let _ = stacks.remove(&id);
             }
         }
-        // The LRU map evicts stacks by itself; the cache drops those no kept key names.
-        stack_cache.retain(|_, c| c.keys > 0);
+        // The LRU map evicts stacks by itself; the cache drops those no kept key names
+        // (`key_last_counted` holds the kept keys of both buffers).
+        let named: HashSet<u64> = self
+            .key_last_counted
+            .iter()
+            .flat_map(|keys| keys.keys().map(|k| k.user_stack))
+            .collect();
+        self.stack_cache.retain(|hash, _| named.contains(hash));
         self.user_stacks_evicted += evicted;
         log::trace!("drained {} samples", samples.len());
         Ok(samples)

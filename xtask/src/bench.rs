@@ -270,8 +270,6 @@ struct Watch {
     progs: HashMap<u32, ProgStats>,
     /// Peak anonymous RSS seen (`RssAnon`), kB: ru_maxrss also counts mapped files.
     max_anon_kb: u64,
-    /// The sampler program's run count at the last poll.
-    last_run_cnt: u64,
     /// Times `kernel.bpf_stats_enabled` was found switched off (by another process: it is
     /// one host-wide switch) and switched back on during this run.
     stats_reenabled: u32,
@@ -281,6 +279,7 @@ const BPF_PROG_TYPE_PERF_EVENT: u32 = 7;
 
 impl Watch {
     fn poll(&mut self, pid: i32, ncpus: usize) {
+        let runs_before = self.sampler().map_or(0, |p| p.run_cnt);
         if BpfStats::ensure_on() {
             self.stats_reenabled += 1;
         }
@@ -329,9 +328,7 @@ impl Watch {
         }
         // perf holds its perf events; kiln holds bpf links instead (the kernel keeps the
         // events), so for BPF samplers the sign of sampling is their program running.
-        let runs = self.sampler().map_or(0, |p| p.run_cnt);
-        let ran = runs > self.last_run_cnt;
-        self.last_run_cnt = runs;
+        let ran = self.sampler().map_or(0, |p| p.run_cnt) > runs_before;
         if perf_events >= ncpus || ran {
             let t = now_ns();
             self.sampling_from.get_or_insert(t);
