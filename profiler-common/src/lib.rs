@@ -16,6 +16,14 @@ pub const MAX_STACK_DEPTH: usize = 127;
 /// Bits of the `ACTIVE_BUFFER` word, which userspace writes and the sampler reads on
 /// every sample.
 pub mod control {
+    /// `ACTIVE_BUFFER` index of the control word (these bits).
+    pub const WORD: u32 = 0;
+    /// `ACTIVE_BUFFER` index of the unwind epoch: userspace changes it after every write
+    /// of `UNWIND_PROCS`/`UNWIND_MAPPINGS`, so that while it holds, the unwinder may trust
+    /// its per-CPU copy of the last process's slot and generation without reading them.
+    /// In the control word's map, so that it shares the cache line the sampler reads
+    /// anyway.
+    pub const UNWIND_EPOCH: u32 = 1;
     /// The buffer pair samples go to (0 or 1); flipped before each drain.
     pub const BUFFER: u32 = 1;
     /// Set once userspace has registered a Go process: until then the sampler skips the

@@ -105,10 +105,7 @@ pub struct ProcUnwindInfo {
     /// Changes (never 0) every time userspace writes the entry: rows the kernel side
     /// cached for this process are valid only under the generation they were found in.
     pub generation: u32,
-    /// The process this slot belongs to; 0 once it is removed. Lets the kernel side trust
-    /// its per-CPU memory of the last process's slot without the `UNWIND_PROCS` lookup.
-    pub tgid: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
     pub mappings: [UnwindMapping; MAX_UNWIND_MAPPINGS],
 }
 
@@ -117,8 +114,7 @@ impl Default for ProcUnwindInfo {
         Self {
             len: 0,
             generation: 0,
-            tgid: 0,
-            _pad: 0,
+            _pad: [0; 2],
             mappings: [UnwindMapping::default(); MAX_UNWIND_MAPPINGS],
         }
     }

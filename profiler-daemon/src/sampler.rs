@@ -1,7 +1,7 @@
 //! Loads the embedded eBPF object, attaches the sampler to every online CPU and the
 //! process probes to their tracepoints, and drains samples without losing any.
 
-use std::{collections::HashSet, thread, time::Duration};
+use std::{collections::HashSet, os::fd::AsFd as _, thread, time::Duration};
 
 use anyhow::{bail, Context as _};
 use aya::{
@@ -195,7 +195,12 @@ impl Sampler {
             StackTraceMap::try_from(take(&mut ebpf, names::STACKS[0])?)?,
             StackTraceMap::try_from(take(&mut ebpf, names::STACKS[1])?)?,
         ];
-        let active_buffer = Array::try_from(take(&mut ebpf, names::ACTIVE_BUFFER)?)?;
+        let active_buffer = take(&mut ebpf, names::ACTIVE_BUFFER)?;
+        let control_for_unwinder = match &active_buffer {
+            aya::maps::Map::Array(map) => MapData::from_fd(map.fd().as_fd().try_clone_to_owned()?)?,
+            _ => anyhow::bail!("{} is not an array map", names::ACTIVE_BUFFER),
+        };
+        let active_buffer = Array::try_from(active_buffer)?;
         let mut pid_filter: HashMap<MapData, u32, u8> =
             HashMap::try_from(take(&mut ebpf, names::PID_FILTER)?)?;
         for pid in &config.pids {
@@ -210,6 +215,7 @@ impl Sampler {
             Some(crate::unwind::BpfUnwindMaps::take(
                 &mut ebpf,
                 config.unwind.rows(),
+                control_for_unwinder,
             )?)
         } else {
             None
@@ -305,7 +311,7 @@ impl Sampler {
         if self.active & control::GO_PROCESSES == 0 {
             self.active |= control::GO_PROCESSES;
             self.active_buffer
-                .set(0, self.active, 0)
+                .set(control::WORD, self.active, 0)
                 .context("enabling Go label reading failed")?;
         }
         Ok(())
@@ -337,7 +343,7 @@ impl Sampler {
         let old = (self.active & control::BUFFER) as usize;
         self.active ^= control::BUFFER;
         self.active_buffer
-            .set(0, self.active, 0)
+            .set(control::WORD, self.active, 0)
             .context("switching the active sample buffer failed")?;
         thread::sleep(FLIP_GRACE);
 
@@ -577,6 +583,23 @@ mod tests {
     /// Samples counted by one drain.
     fn drained_total(sampler: &mut Sampler) -> u64 {
         sampler.drain().unwrap().iter().map(|s| s.count).sum()
+    }
+
+    #[test]
+    fn every_write_of_the_unwind_maps_changes_the_epoch() {
+        use crate::unwind::loader::UnwindMaps as _;
+        let mut maps = None;
+        let _sampler =
+            Sampler::start(&own_process_config(), |m| maps = m).expect("loading the sampler");
+        let mut maps = maps.expect("DWARF unwinding is on by default");
+        let pid = std::process::id();
+        let before = maps.epoch();
+        let info = profiler_common::unwind::ProcUnwindInfo::default();
+        maps.set_process(pid, 0, &info).unwrap();
+        let set = maps.epoch();
+        assert_ne!(set, before, "a process was written, the epoch stayed");
+        maps.remove_process(pid, 0);
+        assert_ne!(maps.epoch(), set, "a process was removed, the epoch stayed");
     }
 
     #[test]

@@ -3,6 +3,7 @@ use core::{
     intrinsics::{atomic_xadd, AtomicOrdering},
 };
 
+use crate::unwinder::cpu_scratch;
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{
@@ -37,19 +38,14 @@ static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(defaults::C
 #[map]
 static USER_STACKS: LruHashMap<u64, UserStack> =
     LruHashMap::with_max_entries(2 * defaults::STACK_ENTRIES, 0);
-/// Per-CPU room for the user stack being taken, by frame pointers or by the DWARF
-/// unwinder: too big for the BPF stack. One map for both, so that the code after either
-/// path holds the same pointer and the verifier checks it once.
-#[map]
-pub static STACK_SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static STACKS_0: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 #[map]
 static STACKS_1: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 /// Index 0: the control word (`profiler_common::control`): which buffer samples go to,
-/// and whether any Go process is registered.
+/// and whether any Go process is registered; index 1: the unwind epoch.
 #[map]
-static ACTIVE_BUFFER: Array<u32> = Array::with_max_entries(1, 0);
+pub static ACTIVE_BUFFER: Array<u32> = Array::with_max_entries(2, 0);
 #[map]
 static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(defaults::PID_FILTER_ENTRIES, 0);
 /// Processes userspace already heard of, so each new one is announced once.
@@ -113,7 +109,7 @@ fn announce(kind: u32, tgid: u32) {
 /// The user stack by frame pointers, copied into per-CPU scratch.
 #[inline(always)]
 fn frame_pointer_stack(ctx: &PerfEventContext) -> Option<&'static UserStack> {
-    let scratch = unsafe { &mut *STACK_SCRATCH.get_ptr_mut(0)? };
+    let scratch = unsafe { &mut (*cpu_scratch()?).stack };
     let bytes = unsafe {
         bpf_get_stack(
             ctx.ctx.cast(),
@@ -144,7 +140,7 @@ pub fn hash_finish(hash: u64, len: u64) -> u64 {
     hash_step(hash, len) | 1
 }
 
-/// The hash of the frame-pointer stack in `STACK_SCRATCH`. A `bpf_loop` over its
+/// The hash of the frame-pointer stack in `CpuScratch::stack`. A `bpf_loop` over its
 /// frames: an unrolled loop with an exit per depth made the verifier check everything
 /// after it once per depth.
 #[inline(always)]
@@ -163,17 +159,17 @@ fn stack_hash(len: u64) -> u64 {
 
 extern "C" fn hash_frame(index: u64, ctx: *mut c_void) -> i64 {
     let hash = unsafe { &mut *(ctx as *mut u64) };
-    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
+    let Some(cpu) = cpu_scratch() else {
         return 1;
     };
     if index >= MAX_STACK_DEPTH as u64 {
         return 1;
     }
-    *hash = hash_step(*hash, unsafe { (*stack).ips[index as usize] });
+    *hash = hash_step(*hash, unsafe { (*cpu).stack.ips[index as usize] });
     0
 }
 
-/// Stores the stack in `STACK_SCRATCH` under `hash` unless already there (the lookup
+/// Stores the stack in `CpuScratch::stack` under `hash` unless already there (the lookup
 /// also marks it recently used, so it is likely to outlive the drain that reads it).
 /// False if it could not be stored.
 #[inline(always)]
@@ -181,10 +177,10 @@ fn user_stack_stored(hash: u64) -> bool {
     if unsafe { USER_STACKS.get(&hash) }.is_some() {
         return true;
     }
-    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
+    let Some(cpu) = cpu_scratch() else {
         return false;
     };
-    match USER_STACKS.insert(&hash, unsafe { &*stack }, BPF_NOEXIST as u64) {
+    match USER_STACKS.insert(&hash, unsafe { &(*cpu).stack }, BPF_NOEXIST as u64) {
         Ok(()) => true,
         // Another CPU stored the same stack meanwhile.
         Err(e) => e == -EEXIST,
@@ -213,7 +209,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     }
     // The low two bits of CS are the privilege level the CPU was interrupted in.
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
-    let control = ACTIVE_BUFFER.get(0).copied().unwrap_or(0);
+    let control = ACTIVE_BUFFER.get(control::WORD).copied().unwrap_or(0);
     let buffer = control & control::BUFFER;
 
     // Everything that does not depend on the buffer comes first: the verifier checks code
@@ -224,7 +220,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         0
     };
     // Processes with unwind tables: the DWARF unwinder; the others: frame pointers. Both
-    // leave the stack in STACK_SCRATCH.
+    // leave the stack in `CpuScratch::stack`.
     let mut sample = Sample {
         tgid,
         tid,
@@ -264,7 +260,7 @@ struct Sample {
     tgid: u32,
     tid: u32,
     user_mode: bool,
-    /// Hash of the user stack in `STACK_SCRATCH`; 0: none. (A flag and a second lookup of
+    /// Hash of the user stack in `CpuScratch::stack`; 0: none. (A flag and a second lookup of
     /// the scratch map, not a pointer: the verifier loses pointers stored in a struct.)
     user_hash: u64,
     flags: u32,

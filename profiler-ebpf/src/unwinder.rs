@@ -23,7 +23,6 @@
 
 use core::ffi::c_void;
 
-use crate::sampler::STACK_SCRATCH;
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::generated::{self, bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
@@ -32,11 +31,12 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use profiler_common::{
+    control,
     unwind::{
         defaults, row_kind, sigframe, stack_flags, ProcUnwindInfo, UnwindRow, MAX_UNWIND_FRAMES,
         MAX_UNWIND_MAPPINGS,
     },
-    Stat,
+    Stat, UserStack,
 };
 
 /// Set by the loader: 1 = unwind registered processes with their tables.
@@ -75,11 +75,14 @@ struct Walk {
     /// FNV-1a over the frames pushed so far (see `sampler::stack_hash`).
     hash: u64,
     slot: u32,
+    /// The process's `ProcUnwindInfo::generation`.
+    generation: u32,
     len: u32,
     /// 1 while `ip` is an exact pc (leaf frame, frame interrupted by a signal), not a
     /// return address.
     exact: u32,
     result: u32,
+    _pad: u32,
 }
 
 /// Bytes of user stack copied per `bpf_probe_read_user`.
@@ -100,38 +103,57 @@ struct StackWindow {
 
 /// A row found for a pc of a process, like a TLB entry: a hot frame then costs one cache
 /// line instead of the two binary searches (a dozen or more cold cache lines per frame).
+/// 16 bytes: the row without its pc, which `pc` makes redundant.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct CachedRow {
     pc: u64,
     /// `ProcUnwindInfo::generation` when the row was found; 0 = empty.
     generation: u32,
-    _pad: u32,
-    row: UnwindRow,
+    cfa_offset: u16,
+    kind: u8,
+    rbp_offset: i8,
 }
 
-/// Direct-mapped, per CPU. Inside the same per-CPU value as the walk, so a frame touches
-/// one map value (a few pages) rather than one allocation per cached row.
+/// Direct-mapped, per CPU, in [`ROW_CACHE_GROUPS`] page-sized groups: a process's rows
+/// go to one group (chosen by its generation), so that the frames of a walk share a
+/// page or two. At a low sampling rate every page a sample touches is a TLB miss (in a
+/// VM a two-dimensional page walk), and a walk's frames spread over the whole cache cost
+/// one page each.
 const ROW_CACHE_ENTRIES: u32 = 1024;
+const ROW_CACHE_GROUP_ENTRIES: u32 = 4096 / core::mem::size_of::<CachedRow>() as u32;
+const ROW_CACHE_GROUPS: u32 = ROW_CACHE_ENTRIES / ROW_CACHE_GROUP_ENTRIES;
 /// A `kind` for cached pcs of mappings without a table (unwound by frame pointer).
 const KIND_FRAME_POINTER: u8 = 0xfe;
 
-/// Everything a CPU's walk reads and writes besides the tables, in one per-CPU value
-/// (~25 KiB, under the 32 KiB a per-CPU value may have).
+/// Everything a sample writes besides the maps it stores into: the user stack being
+/// taken (by frame pointers or by the walk) and the walk's state, in one per-CPU value
+/// (~18 KiB, under the 32 KiB a per-CPU value may have), the small parts first. One
+/// value, not one map each: each is a separate allocation, so one more page per sample.
 #[repr(C)]
-struct UnwindCpu {
+pub struct CpuScratch {
     walk: Walk,
-    /// The process this CPU unwound last and its slot: a CPU-bound process then costs no
-    /// `UNWIND_PROCS` lookup per sample. Trusted only while the slot still names the
-    /// process (`ProcUnwindInfo::tgid`, which userspace clears when it removes one).
+    /// The process this CPU unwound last, its slot and generation: the next sample of
+    /// it then reads neither `UNWIND_PROCS` nor `UNWIND_MAPPINGS` unless a row is
+    /// missing from the cache. Trusted while the unwind epoch is `last_epoch`.
     last_tgid: u32,
     last_slot: u32,
+    last_generation: u32,
+    last_epoch: u32,
     window: StackWindow,
+    /// The user stack of the current sample, whichever way it was taken.
+    pub stack: UserStack,
     rows: [CachedRow; ROW_CACHE_ENTRIES as usize],
 }
 
 #[map]
-static UNWIND_CPU: PerCpuArray<UnwindCpu> = PerCpuArray::with_max_entries(1, 0);
+static CPU_SCRATCH: PerCpuArray<CpuScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch value.
+#[inline(always)]
+pub fn cpu_scratch() -> Option<*mut CpuScratch> {
+    CPU_SCRATCH.get_ptr_mut(0)
+}
 
 /// The word at `addr`, through the window.
 #[inline(always)]
@@ -214,48 +236,52 @@ fn at_or_below(a: u64, b: u64) -> u32 {
 
 /// One frame; returns 0 to go on, 1 to stop.
 extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(cpu) = UNWIND_CPU.get_ptr_mut(0) else {
+    let Some(cpu) = cpu_scratch() else {
         return 1;
     };
     let cpu = unsafe { &mut *cpu };
     let walk = &mut cpu.walk;
-    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
-        return stop(walk, Stat::UnwindReadFailure);
-    };
     // The frame slot comes from bpf_loop's index, not from a counter in `walk`: the
     // verifier then sees one unknown index instead of 127 distinct states, and the
     // callback converges after a couple of passes.
     if index >= MAX_UNWIND_FRAMES as u64 {
         return stop(walk, Stat::UnwindTruncated);
     }
-    unsafe { *(*stack).ips.as_mut_ptr().add(index as usize) = walk.ip };
+    unsafe { *cpu.stack.ips.as_mut_ptr().add(index as usize) = walk.ip };
     walk.len = index as u32 + 1;
     walk.hash = crate::sampler::hash_step(walk.hash, walk.ip);
 
-    let Some(info) = UNWIND_MAPPINGS.get(walk.slot) else {
-        return stop(walk, Stat::UnwindMappingMiss);
-    };
     let pc = if walk.exact != 0 {
         walk.ip
     } else {
         walk.ip.wrapping_sub(1)
     };
 
-    let generation = info.generation;
-    let slot = ((pc ^ (pc >> 12) ^ u64::from(generation).wrapping_mul(0x9e37_79b9)) as u32)
-        & (ROW_CACHE_ENTRIES - 1);
+    let generation = walk.generation;
+    let group = generation.wrapping_mul(0x9e37_79b9) >> 16;
+    let slot = (group % ROW_CACHE_GROUPS) * ROW_CACHE_GROUP_ENTRIES
+        + ((pc ^ (pc >> 9)) as u32 & (ROW_CACHE_GROUP_ENTRIES - 1));
     let cached = &mut cpu.rows[slot as usize & (ROW_CACHE_ENTRIES as usize - 1)];
     let row = if cached.pc == pc && cached.generation == generation {
-        cached.row
+        UnwindRow {
+            pc: 0,
+            cfa_offset: cached.cfa_offset,
+            kind: cached.kind,
+            rbp_offset: cached.rbp_offset,
+        }
     } else {
+        let Some(info) = UNWIND_MAPPINGS.get(walk.slot) else {
+            return stop(walk, Stat::UnwindMappingMiss);
+        };
         let Some(row) = find_row(walk, info, pc) else {
             return 1;
         };
         *cached = CachedRow {
             pc,
             generation,
-            _pad: 0,
-            row,
+            cfa_offset: row.cfa_offset,
+            kind: row.kind,
+            rbp_offset: row.rbp_offset,
         };
         row
     };
@@ -476,7 +502,7 @@ fn user_regs(ctx: &PerfEventContext, user_mode: bool) -> Option<(u64, u64, u64)>
     }
 }
 
-/// Walks the current task's user stack with the unwind tables into `STACK_SCRATCH` and
+/// Walks the current task's user stack with the unwind tables into `CpuScratch::stack` and
 /// returns its [`stack_flags`] (truncated or not) and hash, for the sampler to store it
 /// like a frame-pointer stack. None: not a process with unwind tables,
 /// or DWARF unwinding is off (use frame pointers). Err: no user registers (counted).
@@ -491,8 +517,8 @@ pub fn unwind_user(
     if unsafe { core::ptr::read_volatile(&UNWIND_ENABLED) } == 0 {
         return None;
     }
-    let cpu = unsafe { &mut *UNWIND_CPU.get_ptr_mut(0)? };
-    let slot = process_slot(cpu, tgid)?;
+    let cpu = unsafe { &mut *cpu_scratch()? };
+    let (slot, generation) = process_slot(cpu, tgid)?;
     let Some((ip, sp, bp)) = user_regs(ctx, user_mode) else {
         count(Stat::UserStackMissing);
         return Some(Err(()));
@@ -511,9 +537,11 @@ pub fn unwind_user(
         bp,
         hash: crate::sampler::HASH_SEED,
         slot,
+        generation,
         len: 0,
         exact: 1,
         result: RUNNING,
+        _pad: 0,
     };
     unsafe {
         bpf_loop(
@@ -522,10 +550,6 @@ pub fn unwind_user(
             core::ptr::null_mut(),
             0,
         )
-    };
-    let Some(stack) = STACK_SCRATCH.get_ptr_mut(0) else {
-        count(Stat::UserStackMissing);
-        return Some(Err(()));
     };
     count(Stat::DwarfStacks);
     let mut flags = 0;
@@ -538,24 +562,30 @@ pub fn unwind_user(
         }
     }
     let len = walk.len as u64;
-    unsafe { (*stack).len = len };
+    cpu.stack.len = len;
     Some(Ok((flags, crate::sampler::hash_finish(walk.hash, len))))
 }
 
-/// The `UNWIND_MAPPINGS` slot of `tgid`, or None if it has no unwind tables.
+/// The `UNWIND_MAPPINGS` slot of `tgid` and its generation, or None if it has no unwind
+/// tables.
 #[inline(always)]
-fn process_slot(cpu: &mut UnwindCpu, tgid: u32) -> Option<u32> {
-    if cpu.last_tgid == tgid && tgid != 0 {
-        if let Some(info) = UNWIND_MAPPINGS.get(cpu.last_slot) {
-            if info.tgid == tgid {
-                return Some(cpu.last_slot);
-            }
-        }
+fn process_slot(cpu: &mut CpuScratch, tgid: u32) -> Option<(u32, u32)> {
+    let epoch = crate::sampler::ACTIVE_BUFFER
+        .get(control::UNWIND_EPOCH)
+        .copied()
+        .unwrap_or(0);
+    if cpu.last_tgid == tgid && tgid != 0 && cpu.last_epoch == epoch {
+        return Some((cpu.last_slot, cpu.last_generation));
     }
     let slot = *unsafe { UNWIND_PROCS.get(&tgid) }?;
+    let generation = UNWIND_MAPPINGS.get(slot)?.generation;
     cpu.last_tgid = tgid;
     cpu.last_slot = slot;
-    Some(slot)
+    cpu.last_generation = generation;
+    // Read before the entry: userspace writes the entry, then the epoch, so an epoch
+    // that changed between the two reads only makes the next sample read them again.
+    cpu.last_epoch = epoch;
+    Some((slot, generation))
 }
 
 /// Counts the stop reason stored as a raw Stat index.

@@ -205,7 +205,6 @@ impl<M: UnwindMaps> UnwindLoader<M> {
         // Unique per write (the tick advances on every update), never 0 (an empty cache
         // entry).
         info.generation = (self.tick as u32).max(1);
-        info.tgid = pid;
         if keys.is_empty() {
             self.remove_process(pid);
             return false;
@@ -414,20 +413,28 @@ impl FreeList {
 }
 
 /// The real maps: `UNWIND_ROWS` mmapped, `UNWIND_PROCS` and `UNWIND_MAPPINGS` through
-/// syscalls.
+/// syscalls, and the unwind epoch in the sampler's control map, changed after every
+/// write of the other two (`profiler_common::control::UNWIND_EPOCH`).
 pub struct BpfUnwindMaps {
     rows_len: u32,
     rows_map: aya::maps::MapData,
     procs: aya::maps::HashMap<aya::maps::MapData, u32, u32>,
     mappings: aya::maps::Array<aya::maps::MapData, ProcUnwindInfo>,
+    control: aya::maps::Array<aya::maps::MapData, u32>,
+    epoch: u32,
 }
 
 // SAFETY: the raw pointer is a private shared mapping owned by this struct.
 unsafe impl Send for BpfUnwindMaps {}
 
 impl BpfUnwindMaps {
-    /// Takes the unwinder's maps out of a loaded object.
-    pub fn take(ebpf: &mut aya::Ebpf, rows: u32) -> anyhow::Result<Self> {
+    /// Takes the unwinder's maps out of a loaded object; `control` is a handle on the
+    /// sampler's control map (`ACTIVE_BUFFER`).
+    pub fn take(
+        ebpf: &mut aya::Ebpf,
+        rows: u32,
+        control: aya::maps::MapData,
+    ) -> anyhow::Result<Self> {
         use profiler_common::unwind::names;
         let take = |ebpf: &mut aya::Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -438,12 +445,34 @@ impl BpfUnwindMaps {
         };
         let procs = aya::maps::HashMap::try_from(take(ebpf, names::PROCS)?)?;
         let mappings = aya::maps::Array::try_from(take(ebpf, names::MAPPINGS)?)?;
+        let control = aya::maps::Array::try_from(aya::maps::Map::Array(control))?;
         Ok(Self {
             rows_len: rows,
             rows_map,
             procs,
             mappings,
+            control,
+            epoch: 0,
         })
+    }
+
+    /// Tells every CPU that its memory of a process's slot and generation may be stale.
+    fn bump_epoch(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if let Err(e) = self
+            .control
+            .set(profiler_common::control::UNWIND_EPOCH, self.epoch, 0)
+        {
+            log::warn!("updating the unwind epoch failed: {e}");
+        }
+    }
+
+    /// The epoch as the kernel side reads it.
+    #[cfg(test)]
+    pub fn epoch(&self) -> u32 {
+        self.control
+            .get(&profiler_common::control::UNWIND_EPOCH, 0)
+            .unwrap()
     }
 }
 
@@ -468,15 +497,19 @@ impl UnwindMaps for BpfUnwindMaps {
     }
 
     fn set_process(&mut self, pid: u32, slot: u32, info: &ProcUnwindInfo) -> anyhow::Result<()> {
-        self.mappings.set(slot, info, 0)?;
-        self.procs.insert(pid, slot, 0)?;
-        Ok(())
+        let written = self
+            .mappings
+            .set(slot, info, 0)
+            .and_then(|()| self.procs.insert(pid, slot, 0));
+        // Also after a failed write: part of it may have landed.
+        self.bump_epoch();
+        Ok(written?)
     }
 
     fn remove_process(&mut self, pid: u32, slot: u32) {
         let _ = self.procs.remove(&pid);
-        // CPUs that remember this slot as pid's check the owner here before using it.
         let _ = self.mappings.set(slot, ProcUnwindInfo::default(), 0);
+        self.bump_epoch();
     }
 }
 
