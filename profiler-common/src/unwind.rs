@@ -105,7 +105,6 @@ pub struct ProcUnwindInfo {
     /// Changes (never 0) every time userspace writes the entry: rows the kernel side
     /// cached for this process are valid only under the generation they were found in.
     pub generation: u32,
-    pub _pad: [u32; 2],
     pub mappings: [UnwindMapping; MAX_UNWIND_MAPPINGS],
 }
 
@@ -114,7 +113,6 @@ impl Default for ProcUnwindInfo {
         Self {
             len: 0,
             generation: 0,
-            _pad: [0; 2],
             mappings: [UnwindMapping::default(); MAX_UNWIND_MAPPINGS],
         }
     }

@@ -117,9 +117,7 @@ struct CachedRow {
 
 /// Direct-mapped, per CPU, in [`ROW_CACHE_GROUPS`] page-sized groups: a process's rows
 /// go to one group (chosen by its generation), so that the frames of a walk share a
-/// page or two. At a low sampling rate every page a sample touches is a TLB miss (in a
-/// VM a two-dimensional page walk), and a walk's frames spread over the whole cache cost
-/// one page each.
+/// page or two instead of touching one page each.
 const ROW_CACHE_ENTRIES: u32 = 1024;
 const ROW_CACHE_GROUP_ENTRIES: u32 = 4096 / core::mem::size_of::<CachedRow>() as u32;
 const ROW_CACHE_GROUPS: u32 = ROW_CACHE_ENTRIES / ROW_CACHE_GROUP_ENTRIES;
@@ -570,6 +568,8 @@ pub fn unwind_user(
 /// tables.
 #[inline(always)]
 fn process_slot(cpu: &mut CpuScratch, tgid: u32) -> Option<(u32, u32)> {
+    // Read before the entry: userspace writes the entry, then the epoch, so an epoch that
+    // changes between the two reads only makes the next sample read them again.
     let epoch = crate::sampler::ACTIVE_BUFFER
         .get(control::UNWIND_EPOCH)
         .copied()
@@ -582,8 +582,6 @@ fn process_slot(cpu: &mut CpuScratch, tgid: u32) -> Option<(u32, u32)> {
     cpu.last_tgid = tgid;
     cpu.last_slot = slot;
     cpu.last_generation = generation;
-    // Read before the entry: userspace writes the entry, then the epoch, so an epoch
-    // that changed between the two reads only makes the next sample read them again.
     cpu.last_epoch = epoch;
     Some((slot, generation))
 }
