@@ -197,7 +197,7 @@ pub enum Stat {
     GoLabelsUnreadable = 12,
     /// The Go label-set map was full: the sample is kept without labels.
     GoLabelSetsFull = 13,
-    /// User stacks walked by the DWARF unwinder (the rest used `bpf_get_stackid`).
+    /// User stacks walked by the DWARF unwinder (the rest: frame pointers, `bpf_get_stack`).
     DwarfStacks = 14,
     /// DWARF stack truncated: deeper than MAX_UNWIND_FRAMES.
     UnwindTruncated = 15,

@@ -59,7 +59,7 @@ pub struct SamplerTuning {
     #[arg(long)]
     pub no_go_labels: bool,
 
-    /// Walk user stacks with frame pointers only (bpf_get_stackid), never with the
+    /// Walk user stacks with frame pointers only (bpf_get_stack), never with the
     /// binaries' DWARF unwind tables (.eh_frame). Cheaper; stacks through code built
     /// without frame pointers (most distribution libraries, -O2 C, Rust release) break.
     #[arg(long)]

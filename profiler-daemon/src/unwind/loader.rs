@@ -6,7 +6,7 @@
 //!   Each binary's table is one contiguous range, allocated first-fit from a free list.
 //! - `UNWIND_MAPPINGS[slot]`: a process's executable mappings ([`ProcUnwindInfo`]).
 //! - `UNWIND_PROCS[tgid] = slot`: only processes with at least one table are present;
-//!   the others keep the kernel's cheaper `bpf_get_stackid` frame-pointer path.
+//!   the others keep the kernel's cheaper frame-pointer walk (`bpf_get_stack`).
 //!
 //! Tables are shared: one per build id (or per open file when there is none), referenced
 //! by every process mapping the binary. A table nobody references stays loaded (so a

@@ -8,7 +8,7 @@
 //! registered and every sample of it is walked with the tables (mappings without a
 //! table — no CFI, JIT code, the vdso — are stepped with frame pointers, frame by
 //! frame); a process none of whose binaries has CFI (Go, most static binaries built
-//! without unwind tables) is not registered and keeps the cheaper `bpf_get_stackid`.
+//! without unwind tables) is not registered and keeps the cheaper `bpf_get_stack`.
 
 pub mod loader;
 pub mod table;
