@@ -121,12 +121,7 @@ mod tests {
     use crate::labels::finalize;
     use crate::relabel::process;
 
-    fn set(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::labels::labels_from as set;
 
     #[test]
     fn inference_order() {

@@ -54,16 +54,20 @@ pub fn finalize(labels: &mut Labels) {
         .retain(|name, value| !value.is_empty() && (!name.starts_with("__") || name == "__name__"));
 }
 
+/// A label set from literal pairs, for tests.
+#[cfg(test)]
+pub(crate) fn labels_from(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn set(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::labels::labels_from as set;
 
     #[test]
     fn label_name_validation() {

@@ -337,12 +337,7 @@ pub fn process(mut labels: Labels, rules: &[RelabelConfig]) -> Option<Labels> {
 mod tests {
     use super::*;
 
-    fn set(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::labels::labels_from as set;
 
     /// Parses one rule from TOML, as a user would write it.
     fn rule(toml_text: &str) -> RelabelConfig {

@@ -70,12 +70,7 @@ pub fn format_targets<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Stri
 mod tests {
     use super::*;
 
-    fn set(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::labels::labels_from as set;
 
     #[test]
     fn escapes_values() {
