@@ -10,6 +10,9 @@ use std::time::Duration;
 use common::*;
 use kiln_kube::KubeConfig;
 use kiln_labels::{Discoverer, DiscoveryOptions};
+use kiln_testkit::{
+    cgroup2_mount, is_root, random_container_id, random_pod_uid, CgroupTree, ChildGuard,
+};
 use serde_json::json;
 
 const NODE: &str = "node-b";

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use kiln_kube::KubeConfig;
+use kiln_testkit::{random_container_id, random_pod_uid};
 use serde_json::json;
 
 const NODE: &str = "node-a";

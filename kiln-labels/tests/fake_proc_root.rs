@@ -6,9 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{random_container_id, random_pod_uid, SECRET_VALUE};
+use common::SECRET_VALUE;
 use kiln_labels::targets::format_target;
 use kiln_labels::{AgentConfig, Discoverer};
+use kiln_testkit::{random_container_id, random_pod_uid};
 
 /// Builds `<root>/<pid>/{stat,cgroup,environ,cmdline,exe}` and
 /// `<root>/sys/kernel/hostname`.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use common::*;
 use kiln_labels::targets::format_target;
 use kiln_labels::{AgentConfig, Discoverer, Labels, MetaLabelProvider, Target, Workload};
+use kiln_testkit::{random_container_id, random_pod_uid, skip_unless_root, CgroupTree, UNIFIED};
 
 fn discoverer(extra_toml: &str) -> Discoverer {
     let config =

@@ -7,15 +7,11 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    hash::{BuildHasher, Hasher},
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,17 +21,15 @@ use prost::Message;
 /// The secret every test workload carries in its environment; it must never surface.
 pub const SECRET_VALUE: &str = "hunter2-kiln-agent-secret";
 
-// The shared helpers of the test library, so both kinds of tests find the same binary.
-pub use kiln_tests::{free_port, is_root, kiln_bin, workspace_root};
-
-/// True (with a message) when the test cannot run here.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("SKIP {test}: needs root (eBPF, cgroups)");
-    true
-}
+// The shared helpers of the test library, so both kinds of tests find the same binary, and
+// of the workspace's test kit. Each test binary uses a subset.
+#[allow(unused_imports)]
+pub use kiln_testkit::{
+    is_root, random_container_id, random_pod_uid, random_u64, skip_unless_root, CgroupTree,
+    ChildGuard, UNIFIED,
+};
+#[allow(unused_imports)]
+pub use kiln_tests::{free_port, kiln_bin, workspace_root};
 
 /// Compiles `tests/workloads/<name>.c` with frame pointers and debug info into a private
 /// directory (so parallel tests never see a half-written file) and returns it.
@@ -54,141 +48,9 @@ pub fn build_workload(name: &str, dir: &Path) -> PathBuf {
     exe
 }
 
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// 64 lowercase hex characters, like a container id.
-pub fn random_container_id() -> String {
-    (0..4).map(|_| format!("{:016x}", random_u64())).collect()
-}
-
-/// A random RFC 4122-shaped UID.
-pub fn random_pod_uid() -> String {
-    let hex = random_container_id();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 /// A short random token to tell this test's processes apart from everything else.
 pub fn token() -> String {
     format!("t{:012x}", random_u64() & 0xffff_ffff_ffff)
-}
-
-pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
-
-/// A cgroup subtree `<mount>/kiln-agent-test-<unique>/...`, removed deepest first on drop
-/// (drop it after the processes in it are dead).
-pub struct CgroupTree {
-    mount: PathBuf,
-    base: String,
-    created: Vec<PathBuf>,
-}
-
-impl CgroupTree {
-    pub fn new(mount: &str) -> Self {
-        Self {
-            mount: PathBuf::from(mount),
-            base: format!(
-                "/kiln-agent-test-{}-{:08x}",
-                std::process::id(),
-                random_u64() as u32
-            ),
-            created: Vec::new(),
-        }
-    }
-
-    pub fn available(mount: &str) -> bool {
-        Path::new(mount).join("cgroup.procs").exists()
-    }
-
-    /// Creates `<base>/<relative>` and returns its `cgroup.procs` file.
-    pub fn create(&mut self, relative: &str) -> PathBuf {
-        let mut dir = self.mount.join(self.base.trim_start_matches('/'));
-        self.mkdir(&dir.clone());
-        for c in relative.split('/').filter(|c| !c.is_empty()) {
-            dir.push(c);
-            self.mkdir(&dir.clone());
-        }
-        dir.join("cgroup.procs")
-    }
-
-    fn mkdir(&mut self, dir: &Path) {
-        if dir.exists() {
-            return;
-        }
-        std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        self.created.push(dir.to_owned());
-    }
-}
-
-impl Drop for CgroupTree {
-    fn drop(&mut self) {
-        for dir in self.created.iter().rev() {
-            for attempt in 0..100 {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if attempt == 99 => {
-                        eprintln!("warning: cannot remove {}: {e}", dir.display())
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-}
-
-/// A child killed (by pid) and reaped on drop.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Waits for a normal exit; returns stdout.
-    pub fn wait_success(mut self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                let mut out = String::new();
-                if let Some(mut s) = self.0.stdout.take() {
-                    let _ = s.read_to_string(&mut out);
-                }
-                assert!(status.success(), "workload failed: {status}: {out}");
-                return out;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "workload still running after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts `exe args` with exactly `env` (plus PATH) after moving itself into every

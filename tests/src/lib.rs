@@ -5,9 +5,11 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output, Stdio},
+    time::Duration,
 };
+
+pub use kiln_testkit::{is_root, ChildGuard};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,11 +39,6 @@ pub fn kiln_bin() -> PathBuf {
         }
     }
     panic!("no kiln binary: run `cargo build --release -p profiler-daemon` (or set KILN_BIN)");
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// Compiles `tests/workloads/<name>.c` (once per source change) with frame pointers and
@@ -79,49 +76,6 @@ pub fn build_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
     assert!(status.success(), "compiling {} failed", src.display());
     std::fs::rename(&tmp, &exe).unwrap();
     exe
-}
-
-/// A child process that is killed (by pid) and reaped when dropped.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn spawn(cmd: &mut Command) -> Self {
-        Self(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}")),
-        )
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Waits for the child to finish and returns its stdout.
-    pub fn wait_stdout(mut self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                let mut out = String::new();
-                if let Some(mut s) = self.0.stdout.take() {
-                    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-                }
-                assert!(status.success(), "workload failed: {status}");
-                return out;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "workload did not finish in {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts a workload with piped stdout.

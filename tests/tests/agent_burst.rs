@@ -28,7 +28,7 @@ fn agent_labels_and_symbolizes_short_lived_processes() {
     let id = random_container_id();
     let out = tmp.path().join("profiles");
     let mut tree = CgroupTree::new(UNIFIED);
-    let cg = tree.create(&format!("system.slice/docker-{id}.scope"));
+    let cg = tree.create_procs(&format!("system.slice/docker-{id}.scope"));
     // Rules from a separate file (--relabel-config): only this test's processes.
     let rules = write_file(
         tmp.path(),
@@ -64,7 +64,7 @@ fn agent_labels_and_symbolizes_short_lived_processes() {
         ],
         &[cg.as_path()],
     );
-    let report = burst.wait_success(Duration::from_secs(120));
+    let report = burst.wait_stdout(Duration::from_secs(120));
     assert_eq!(
         report.trim(),
         format!("{PROCESSES} 0"),
@@ -163,7 +163,7 @@ fn processes_that_exit_before_discovery_keep_their_samples() {
         &[],
         &[],
     );
-    let report = burst.wait_success(Duration::from_secs(120));
+    let report = burst.wait_stdout(Duration::from_secs(120));
     assert_eq!(report.trim(), format!("{BLIPS} 0"), "burst driver report");
     std::thread::sleep(Duration::from_millis(300));
     let metrics = agent.metrics();

@@ -75,19 +75,19 @@ fn agent_labels_containers_env_static_and_relabel() {
     ];
     let dropped_id = ids[4].clone();
     let cgroups = [
-        v1_pids.create(&format!("docker/{}", ids[0])),
-        unified.create(&format!(
+        v1_pids.create_procs(&format!("docker/{}", ids[0])),
+        unified.create_procs(&format!(
             "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope",
             containerd_uid.replace('-', "_"),
             ids[1]
         )),
-        v1_systemd.create(&format!(
+        v1_systemd.create_procs(&format!(
             "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/crio-{}.scope",
             crio_uid.replace('-', "_"),
             ids[2]
         )),
-        unified.create(&format!("kubepods/pod{kube_uid}/{}", ids[3])),
-        unified.create(&format!("docker/{dropped_id}")),
+        unified.create_procs(&format!("kubepods/pod{kube_uid}/{}", ids[3])),
+        unified.create_procs(&format!("docker/{dropped_id}")),
     ];
 
     let config = write_file(

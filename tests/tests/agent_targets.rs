@@ -36,7 +36,7 @@ fn targets_shows_meta_and_final_labels_and_relabel_drops() {
     let id = random_container_id();
     let uid = random_pod_uid();
     let mut tree = CgroupTree::new(UNIFIED);
-    let cg = tree.create(&format!("kubepods/besteffort/pod{uid}/{id}"));
+    let cg = tree.create_procs(&format!("kubepods/besteffort/pod{uid}/{id}"));
     let region = format!("targets-{}", token());
     let child = spawn_in_cgroups(
         Path::new("/bin/sleep"),

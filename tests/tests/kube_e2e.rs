@@ -137,8 +137,8 @@ fn agent_labels_profiles_with_pod_and_node_metadata() {
 
     // Declared before the children: dropped (rmdir, deepest first) after they are dead.
     let mut cgroups = CgroupTree::new(UNIFIED);
-    let cg_a = cgroups.create(&kubepods_path(&uid_a, &id_a));
-    let cg_b = cgroups.create(&kubepods_path(&uid_b, &id_b));
+    let cg_a = cgroups.create_procs(&kubepods_path(&uid_a, &id_a));
+    let cg_b = cgroups.create_procs(&kubepods_path(&uid_b, &id_b));
     let exe_arg = exe.to_str().unwrap();
     // Niced: the machine is shared; the samples only need to exist.
     let burn = ["-n", "19", exe_arg, "300000"];

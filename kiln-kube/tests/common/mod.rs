@@ -1,17 +1,13 @@
 //! A local HTTP server playing the Kubernetes API server's list and watch
-//! endpoints for pods and nodes, driven step by step by the test; plus
-//! real cgroups and child processes that clean up after themselves.
+//! endpoints for pods and nodes, driven step by step by the test.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use kiln_testkit::random_pod_uid;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -315,152 +311,5 @@ pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() ->
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-// ---------------------------------------------------------------- cgroups
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// 64 lowercase hex characters, like a container id.
-pub fn random_container_id() -> String {
-    (0..4).map(|_| format!("{:016x}", random_u64())).collect()
-}
-
-/// A random RFC 4122-shaped UID.
-pub fn random_pod_uid() -> String {
-    let hex = random_container_id();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// cgroup v2 unified hierarchy on this machine (hybrid layout).
-pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
-
-/// Picks the cgroup v2 mount: the hybrid layout's `unified`, else the
-/// root of a pure v2 system.
-pub fn cgroup2_mount() -> Option<&'static str> {
-    [UNIFIED, "/sys/fs/cgroup"]
-        .into_iter()
-        .find(|m| std::path::Path::new(m).join("cgroup.procs").exists())
-}
-
-/// A cgroup subtree `<mount>/kiln-kube-test-<unique>/...` removed on drop,
-/// deepest first. Drop it after the processes in it are dead.
-pub struct CgroupTree {
-    mount: PathBuf,
-    created: Vec<PathBuf>,
-    base: String,
-}
-
-impl CgroupTree {
-    pub fn new(mount: &str) -> Self {
-        Self {
-            mount: PathBuf::from(mount),
-            created: Vec::new(),
-            base: format!(
-                "/kiln-kube-test-{}-{:08x}",
-                std::process::id(),
-                random_u64() as u32
-            ),
-        }
-    }
-
-    /// Creates `<base>/<relative>` level by level; returns the cgroup path.
-    pub fn create(&mut self, relative: &str) -> String {
-        let mut path = self.base.clone();
-        self.mkdir(&path);
-        for component in relative.split('/').filter(|c| !c.is_empty()) {
-            path.push('/');
-            path.push_str(component);
-            self.mkdir(&path);
-        }
-        path
-    }
-
-    fn mkdir(&mut self, cgroup_path: &str) {
-        let dir = self.dir(cgroup_path);
-        if dir.exists() {
-            return;
-        }
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        self.created.push(dir);
-    }
-
-    fn dir(&self, cgroup_path: &str) -> PathBuf {
-        self.mount.join(cgroup_path.trim_start_matches('/'))
-    }
-
-    pub fn move_into(&self, cgroup_path: &str, pid: u32) {
-        let procs = self.dir(cgroup_path).join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string())
-            .unwrap_or_else(|e| panic!("write {}: {e}", procs.display()));
-    }
-}
-
-impl Drop for CgroupTree {
-    fn drop(&mut self) {
-        for dir in self.created.iter().rev() {
-            for attempt in 0..50 {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if attempt == 49 => {
-                        eprintln!("warning: cannot remove {}: {e}", dir.display())
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-}
-
-/// A child process killed (by pid) and reaped on drop.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn sleep() -> Self {
-        Self(
-            Command::new("sleep")
-                .arg("60")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn sleep"),
-        )
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
