@@ -31,8 +31,9 @@ pub struct RecordArgs {
     #[arg(long, short = 'F', default_value_t = 99, value_name = "HZ")]
     pub frequency: u64,
 
-    /// Output file; its extension picks the format: .pb.gz (pprof), .folded, .svg (flame
-    /// graph). Repeat to write several formats of the same recording.
+    /// Output file; its extension picks the format: .pb.gz or .pprof (gzip'd pprof),
+    /// .folded or .txt (one line per stack), .svg (flame graph). Repeat to write several
+    /// formats of the same recording.
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub output: Vec<PathBuf>,
 
