@@ -127,6 +127,7 @@ impl Collector {
         self.sampler.poll_events(&mut self.events);
         for i in 0..self.events.len() {
             let e = self.events[i];
+            log::debug!("pid {}: process event {}", e.tgid, e.kind);
             match e.kind {
                 proc_event::FIRST_SAMPLE if self.procs.capture(e.tgid) => {
                     self.watch_go_labels(e.tgid);

@@ -155,7 +155,9 @@ impl ProcessTable {
         self.processes.len()
     }
 
-    /// Reads (or re-reads) a process's mappings. Returns false if it is gone.
+    /// Reads (or re-reads) a process's mappings. Returns false if it is gone, or if it
+    /// is exiting and was captured before: its maps are empty once its memory is
+    /// released, while samples taken during its exit still need the mappings it had.
     pub fn capture(&mut self, pid: u32) -> bool {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             self.capture_failures += 1;
@@ -192,6 +194,16 @@ impl ProcessTable {
             });
         }
         mappings.sort_by_key(|m| m.start);
+        if mappings.is_empty() && self.processes.contains_key(&pid) {
+            // Every live user process maps code; none left means it is exiting (a
+            // sample after its exit event announces it again).
+            log::debug!("pid {pid}: no executable mappings left; keeping the captured ones");
+            return false;
+        }
+        log::debug!(
+            "pid {pid}: captured {} executable mappings ({comm})",
+            mappings.len()
+        );
         self.captured.push(pid);
         self.processes.insert(
             pid,
@@ -337,6 +349,38 @@ mod tests {
         let bin = table.binaries.get(m.binary.unwrap()).unwrap();
         assert!(std::fs::metadata(bin.open_path()).is_ok());
         assert!(table.ensure(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn an_exited_process_keeps_the_mappings_captured_while_it_lived() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut table = ProcessTable::default();
+        assert!(table.capture(pid));
+        let lived = table.get(pid).unwrap().mappings.len();
+        assert!(lived > 0, "a live process maps code");
+        // Killed but not reaped: a zombie, whose maps are empty, like a process whose
+        // memory is gone while it exits.
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|maps| !maps.is_empty())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            !table.capture(pid),
+            "an empty capture replaced the mappings"
+        );
+        assert_eq!(table.get(pid).unwrap().mappings.len(), lived);
+        child.wait().unwrap();
     }
 
     #[test]
