@@ -163,10 +163,6 @@ impl ProcessTable {
             self.capture_failures += 1;
             return false;
         };
-        let comm: Arc<str> = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim_end().to_owned())
-            .unwrap_or_default()
-            .into();
         let mut mappings = Vec::new();
         for line in maps.lines() {
             let Some(m) = MapsLine::parse(line) else {
@@ -200,6 +196,10 @@ impl ProcessTable {
             log::debug!("pid {pid}: no executable mappings left; keeping the captured ones");
             return false;
         }
+        let comm: Arc<str> = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim_end().to_owned())
+            .unwrap_or_default()
+            .into();
         log::debug!(
             "pid {pid}: captured {} executable mappings ({comm})",
             mappings.len()
