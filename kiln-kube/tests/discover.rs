@@ -11,7 +11,8 @@ use common::*;
 use kiln_kube::KubeConfig;
 use kiln_labels::{Discoverer, DiscoveryOptions};
 use kiln_testkit::{
-    cgroup2_mount, is_root, random_container_id, random_pod_uid, CgroupTree, ChildGuard,
+    cgroup2_mount, random_container_id, random_pod_uid, skip_unless, skip_unless_root, CgroupTree,
+    ChildGuard,
 };
 use serde_json::json;
 
@@ -28,14 +29,15 @@ fn kubepods_path(uid: &str, container_id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discoverer_labels_processes_in_pod_cgroups() {
-    if !is_root() {
-        eprintln!("SKIP discoverer_labels_processes_in_pod_cgroups: needs root to create cgroups");
+    const TEST: &str = "discoverer_labels_processes_in_pod_cgroups";
+    if skip_unless_root(TEST) {
         return;
     }
-    let Some(mount) = cgroup2_mount() else {
-        eprintln!("SKIP discoverer_labels_processes_in_pod_cgroups: no cgroup v2 hierarchy");
+    let mount = cgroup2_mount();
+    if skip_unless(mount.is_some(), TEST, "no cgroup v2 hierarchy") {
         return;
-    };
+    }
+    let mount = mount.unwrap();
     let mut api = FakeApiServer::start().await;
     let (uid_api, uid_worker) = (random_pod_uid(), random_pod_uid());
     let (id_api, id_envoy, id_worker, id_pause) = (

@@ -178,10 +178,12 @@ fn example_agent_configs_parse() {
 
 #[test]
 fn systemd_units_verify() {
-    let Ok(analyze) = which("systemd-analyze") else {
-        eprintln!("SKIP systemd_units_verify: systemd-analyze is not installed");
+    let analyze = kiln_testkit::which("systemd-analyze");
+    let missing = "systemd-analyze is not installed (Debian package systemd)";
+    if kiln_testkit::skip_unless(analyze.is_some(), "systemd_units_verify", missing) {
         return;
-    };
+    }
+    let analyze = analyze.unwrap();
     let dir = tempfile::tempdir().expect("tempdir");
     for unit in ["kiln.service", "kiln-server.service"] {
         let text = read(&root().join("deploy/systemd").join(unit));
@@ -212,15 +214,6 @@ fn systemd_units_verify() {
     ] {
         assert!(!agent.contains(bad), "kiln.service must not set {bad:?}");
     }
-}
-
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
 }
 
 /// Executes the Dockerfile's builder stage (parsed from the Dockerfile, so

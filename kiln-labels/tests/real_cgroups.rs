@@ -13,7 +13,9 @@ use std::sync::Arc;
 use common::*;
 use kiln_labels::targets::format_target;
 use kiln_labels::{AgentConfig, Discoverer, Labels, MetaLabelProvider, Target, Workload};
-use kiln_testkit::{random_container_id, random_pod_uid, skip_unless_root, CgroupTree, UNIFIED};
+use kiln_testkit::{
+    random_container_id, random_pod_uid, skip_unless, skip_unless_root, CgroupTree, UNIFIED,
+};
 
 fn discoverer(extra_toml: &str) -> Discoverer {
     let config =
@@ -75,11 +77,8 @@ fn skip(test: &str, mount: &str) -> bool {
     if skip_unless_root(test) {
         return true;
     }
-    if !CgroupTree::available(mount) {
-        eprintln!("SKIP {test}: no cgroup hierarchy at {mount}");
-        return true;
-    }
-    false
+    let why = format!("no cgroup hierarchy at {mount}");
+    skip_unless(CgroupTree::available(mount), test, &why)
 }
 
 fn assert_container(target: &Target, id: &str) {

@@ -109,14 +109,15 @@ mod tests {
 
     #[test]
     fn creates_levels_and_removes_them_on_drop() {
-        if !crate::is_root() {
-            eprintln!("SKIP: needs root to create cgroups");
+        const TEST: &str = "creates_levels_and_removes_them_on_drop";
+        if crate::skip_unless_root(TEST) {
             return;
         }
-        let Some(mount) = cgroup2_mount() else {
-            eprintln!("SKIP: no cgroup v2 hierarchy");
+        let mount = cgroup2_mount();
+        if crate::skip_unless(mount.is_some(), TEST, "no cgroup v2 hierarchy") {
             return;
-        };
+        }
+        let mount = mount.unwrap();
         let mut tree = CgroupTree::new(mount);
         let path = tree.create("a/b");
         assert!(

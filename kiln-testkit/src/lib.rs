@@ -19,13 +19,53 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// True, after saying so on stderr, when a root-only test must be skipped.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
+/// Set to `1` by `cargo xtask test` (and so by CI): a test that lacks root, a tool or a
+/// host file fails instead of skipping, so a green run cannot hide untested features.
+pub const REQUIRE_ENV: &str = "KILN_REQUIRE_ROOT";
+
+/// Whether skipping is forbidden in this run (see [`REQUIRE_ENV`]).
+pub fn skipping_forbidden() -> bool {
+    std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1")
+}
+
+/// True, after saying so on stderr, when `test` must be skipped because `missing` (what
+/// it needs and lacks) is unavailable; panics instead under `KILN_REQUIRE_ROOT=1`.
+/// Returns false when `available`.
+pub fn skip_unless(available: bool, test: &str, missing: &str) -> bool {
+    if available {
         return false;
     }
-    eprintln!("SKIP {test}: needs root (eBPF, cgroups)");
+    if skipping_forbidden() {
+        panic!(
+            "{test} cannot run: {missing}. {REQUIRE_ENV}=1 makes this a failure instead of a skip \
+             (run `cargo xtask setup` as root to install what the tests use)"
+        );
+    }
+    eprintln!("SKIP {test}: {missing}");
     true
+}
+
+/// True, after saying so on stderr, when a root-only test must be skipped; panics under
+/// `KILN_REQUIRE_ROOT=1`.
+pub fn skip_unless_root(test: &str) -> bool {
+    skip_unless(is_root(), test, "needs root (eBPF, cgroups)")
+}
+
+/// Whether `name` is an executable on PATH.
+pub fn has_command(name: &str) -> bool {
+    which(name).is_some()
+}
+
+/// The path of the executable `name` on PATH.
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt as _;
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// A value no other call in any process is likely to return: tests running side by side
@@ -65,6 +105,49 @@ pub fn random_pod_uid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_is_a_failure_when_required() {
+        // The variable is read per call; set it only inside a child test process so
+        // parallel tests in this binary are not affected.
+        if std::env::var_os("KILN_TESTKIT_CHILD").is_some() {
+            skip_unless(false, "child", "a thing that is missing");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let run = |require: &str| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "tests::skip_is_a_failure_when_required",
+                    "--nocapture",
+                ])
+                .env("KILN_TESTKIT_CHILD", "1")
+                .env(REQUIRE_ENV, require)
+                .output()
+                .unwrap()
+        };
+        let required = run("1");
+        assert!(
+            !required.status.success(),
+            "a skip under {REQUIRE_ENV}=1 must fail"
+        );
+        let text = String::from_utf8_lossy(&required.stdout).into_owned()
+            + &String::from_utf8_lossy(&required.stderr);
+        assert!(text.contains("a thing that is missing"), "{text}");
+        let allowed = run("0");
+        assert!(
+            allowed.status.success(),
+            "without {REQUIRE_ENV}=1 a skip passes"
+        );
+        assert!(!skip_unless(true, "x", "y"));
+    }
+
+    #[test]
+    fn which_finds_sh() {
+        assert!(has_command("sh"));
+        assert!(!has_command("kiln-no-such-command"));
+    }
 
     #[test]
     fn ids_are_unique_and_shaped() {

@@ -25,8 +25,8 @@ pub const SECRET_VALUE: &str = "hunter2-kiln-agent-secret";
 // of the workspace's test kit. Each test binary uses a subset.
 #[allow(unused_imports)]
 pub use kiln_testkit::{
-    is_root, random_container_id, random_pod_uid, random_u64, skip_unless_root, CgroupTree,
-    ChildGuard, UNIFIED,
+    is_root, random_container_id, random_pod_uid, random_u64, skip_unless, skip_unless_root,
+    CgroupTree, ChildGuard, UNIFIED,
 };
 #[allow(unused_imports)]
 pub use kiln_tests::{free_port, kiln_bin, workspace_root};

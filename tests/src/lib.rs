@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-pub use kiln_testkit::{is_root, ChildGuard};
+pub use kiln_testkit::{has_command, is_root, skip_unless, skip_unless_root, which, ChildGuard};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

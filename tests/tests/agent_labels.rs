@@ -25,8 +25,8 @@ fn agent_labels_containers_env_static_and_relabel() {
         return;
     }
     for mount in [UNIFIED, "/sys/fs/cgroup/pids", "/sys/fs/cgroup/systemd"] {
-        if !CgroupTree::available(mount) {
-            eprintln!("SKIP: cgroup hierarchy {mount} not mounted");
+        let why = format!("cgroup hierarchy {mount} not mounted");
+        if skip_unless(CgroupTree::available(mount), "agent_labels", &why) {
             return;
         }
     }

@@ -28,8 +28,8 @@ fn targets_shows_meta_and_final_labels_and_relabel_drops() {
     if skip_unless_root("targets_shows_meta_and_final_labels_and_relabel_drops") {
         return;
     }
-    if !CgroupTree::available(UNIFIED) {
-        eprintln!("SKIP: no cgroup v2 hierarchy at {UNIFIED}");
+    let why = format!("no cgroup v2 hierarchy at {UNIFIED}");
+    if skip_unless(CgroupTree::available(UNIFIED), "agent_targets", &why) {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

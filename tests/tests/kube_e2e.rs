@@ -101,10 +101,9 @@ fn agent_labels_profiles_with_pod_and_node_metadata() {
     if skip_unless_root("agent_labels_profiles_with_pod_and_node_metadata") {
         return;
     }
-    if !CgroupTree::available(UNIFIED) {
-        eprintln!(
-            "SKIP agent_labels_profiles_with_pod_and_node_metadata: no cgroup v2 at {UNIFIED}"
-        );
+    let why = format!("no cgroup v2 at {UNIFIED}");
+    let test = "agent_labels_profiles_with_pod_and_node_metadata";
+    if skip_unless(CgroupTree::available(UNIFIED), test, &why) {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

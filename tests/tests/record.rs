@@ -6,11 +6,7 @@ use std::{collections::HashMap, path::Path, process::Command, time::Duration};
 use kiln_tests::*;
 
 fn require_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIP: these tests load eBPF programs and need root");
-        return false;
-    }
-    true
+    !skip_unless_root("kiln record end to end (loads eBPF)")
 }
 
 fn share_of(stacks: &[FoldedStack], frame: &str) -> f64 {

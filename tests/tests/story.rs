@@ -56,8 +56,7 @@ impl Api {
 
 #[test]
 fn rideshare_story() {
-    if !is_root() {
-        eprintln!("SKIP: needs root");
+    if skip_unless_root("rideshare_story") {
         return;
     }
     let service = go_build(".", "rideshare");

@@ -11,11 +11,7 @@ use std::{
 use kiln_tests::*;
 
 fn require_root() -> bool {
-    if !is_root() {
-        eprintln!("skipping: needs root");
-        return false;
-    }
-    true
+    !skip_unless_root("DWARF unwinding end to end (loads eBPF)")
 }
 
 const NO_FP: &[&str] = &["-O2", "-fomit-frame-pointer"];

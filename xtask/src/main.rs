@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod run;
 mod setup;
 
 use std::process::Command;
@@ -50,8 +51,10 @@ enum Task {
         #[arg(last = true)]
         kiln_args: Vec<String>,
     },
-    /// Set up, build, and run Kiln on this host (`kiln run`: profile, store, serve the UI
-    /// on http://127.0.0.1:4040); extra args after `--` go to `kiln run`.
+    /// Set up, build, and run Kiln on this host until Ctrl-C: `kiln run` profiles every
+    /// process, stores the profiles locally and serves the UI on http://127.0.0.1:4040.
+    /// Arguments after `--` go to `kiln run` (see `kiln run --help`), e.g.
+    /// `cargo xtask run -- --listen 127.0.0.1:4041 --env-label REGION=region`.
     Run {
         #[arg(last = true)]
         kiln_args: Vec<String>,
@@ -130,7 +133,9 @@ fn main() -> anyhow::Result<()> {
             run(cargo()
                 .args(["test", "--workspace", "--no-fail-fast"])
                 .args(&cargo_args)
-                .env("KILN_BIN", &kiln))?;
+                .env("KILN_BIN", &kiln)
+                // A test that lacks root, a tool or a host file fails instead of skipping.
+                .env("KILN_REQUIRE_ROOT", "1"))?;
             if root().join("ui/package.json").is_file() {
                 step("running the UI unit tests");
                 run(Command::new("npm")
@@ -159,19 +164,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run { kiln_args } => {
             setup::all(true)?;
             build_release()?;
-            let kiln = root().join("target/release/kiln");
-            let mut cmd = Command::new(&kiln);
-            if kiln_args.is_empty() {
-                // Until `kiln run` lands: record this host into a flame graph.
-                let svg = root().join("kiln-host.svg");
-                cmd.args(["record", "--duration", "10", "--output"])
-                    .arg(&svg);
-                eprintln!("xtask: recording this host for 10 s into {}", svg.display());
-            } else {
-                cmd.args(&kiln_args);
-            }
-            step(&format!("starting {}", kiln.display()));
-            run(&mut cmd)
+            run::kiln_run(&root().join("target/release/kiln"), &kiln_args)
         }
     }
 }

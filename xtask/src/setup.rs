@@ -13,22 +13,68 @@ use crate::{root, run, step};
 /// bpf-linker release known to work with the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// (command that must exist, Debian package providing it, why)
-const DEBIAN_TOOLS: &[(&str, &str, &str)] = &[
-    ("gcc", "gcc", "builds the C test workloads"),
+/// How setup tells that a Debian package's job is done.
+enum Probe {
+    /// A command on PATH (another install of it is as good).
+    Command(&'static str),
+    /// The package itself, per dpkg.
+    Package,
+}
+
+/// (Debian package, how to tell it is there, why Kiln needs it). Every tool or host file
+/// a test uses is here: tests fail, not skip, when it is missing (`KILN_REQUIRE_ROOT=1`).
+const DEBIAN_PACKAGES: &[(&str, Probe, &str)] = &[
+    ("gcc", Probe::Command("gcc"), "builds the C test workloads"),
     (
-        "go",
-        "golang-go",
-        "`go tool pprof` validates pprof output; builds the Go demo",
+        "binutils",
+        Probe::Command("objcopy"),
+        "objcopy and readelf check and split test binaries",
     ),
-    ("setpriv", "util-linux", "tests drop privileges with it"),
-    ("perf", "linux-perf", "benchmarks compare with perf record"),
-    ("node", "nodejs", "builds the web UI"),
-    ("npm", "npm", "installs the web UI's packages"),
+    (
+        "golang-go",
+        Probe::Command("go"),
+        "`go tool pprof` validates pprof output; builds the Go demo and workloads",
+    ),
+    (
+        "util-linux",
+        Probe::Command("setpriv"),
+        "tests drop privileges with setpriv",
+    ),
+    (
+        "linux-perf",
+        Probe::Command("perf"),
+        "tests and benchmarks compare with perf",
+    ),
+    ("nodejs", Probe::Command("node"), "builds the web UI"),
+    (
+        "npm",
+        Probe::Command("npm"),
+        "installs the web UI's packages",
+    ),
     (
         "chromium",
-        "chromium",
+        Probe::Command("chromium"),
         "UI end-to-end tests and screenshots",
+    ),
+    (
+        "python3.11",
+        Probe::Package,
+        "/usr/bin/python3.11 is a real input of the unwind-table tests",
+    ),
+    (
+        "python3-venv",
+        Probe::Package,
+        "the Pyroscope SDK tests install PyPI clients into venvs",
+    ),
+    (
+        "python3-pip",
+        Probe::Package,
+        "tests install Go toolchains and clients from PyPI",
+    ),
+    (
+        "systemd",
+        Probe::Command("systemd-analyze"),
+        "systemd-analyze verifies the shipped units",
     ),
 ];
 
@@ -51,23 +97,60 @@ fn has_command(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether each package is installed per dpkg, in one call.
+fn dpkg_installed(packages: &[&str]) -> std::collections::HashSet<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${db:Status-Status}\\n"])
+        .args(packages)
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = out else {
+        return Default::default();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(" installed"))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&(&str, &str, &str)> = DEBIAN_TOOLS
+    let by_dpkg: Vec<&str> = DEBIAN_PACKAGES
         .iter()
-        .filter(|(cmd, _, _)| !has_command(cmd))
+        .filter(|(_, probe, _)| matches!(probe, Probe::Package))
+        .map(|(pkg, _, _)| *pkg)
+        .collect();
+    let installed = dpkg_installed(&by_dpkg);
+    let missing: Vec<&(&str, Probe, &str)> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(pkg, probe, _)| match probe {
+            Probe::Command(cmd) => !has_command(cmd),
+            Probe::Package => !installed.contains(*pkg),
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|(_, pkg, _)| *pkg).collect();
+    let packages: Vec<&str> = missing.iter().map(|(pkg, _, _)| *pkg).collect();
+    let why = missing
+        .iter()
+        .map(|(pkg, _, why)| format!("{pkg} ({why})"))
+        .collect::<Vec<_>>()
+        .join("; ");
     step(&format!(
         "installing Debian packages: {}",
         packages.join(" ")
     ));
+    apt_install(&packages).with_context(|| format!("they provide: {why}"))
+}
+
+/// `apt-get update`, then installs `packages`: a fresh machine's package lists can be
+/// stale, and an install from them fails.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !has_command("apt-get") {
         bail!(
-            "missing tools and no apt-get to install them: {}",
-            describe(&missing)
+            "no apt-get to install {}: install them by hand",
+            packages.join(" ")
         );
     }
     let apt = |args: &[&str]| {
@@ -77,26 +160,18 @@ fn debian_packages() -> anyhow::Result<()> {
             .status()
             .is_ok_and(|s| s.success())
     };
+    if !apt(&["update"]) {
+        bail!("`apt-get update` failed: are you root, and is the Debian mirror reachable?");
+    }
     let mut install = vec!["install", "-y", "--no-install-recommends"];
-    install.extend(&packages);
-    // A stale package index is the usual reason an install fails on a fresh machine.
-    let installed = apt(&install) || (apt(&["update"]) && apt(&install));
-    if !installed {
+    install.extend(packages);
+    if !apt(&install) {
         bail!(
-            "could not install the Debian packages {} (are you root, and is the Debian mirror reachable?); they provide: {}",
-            packages.join(" "),
-            describe(&missing)
+            "could not install the Debian packages {} (are you root?)",
+            packages.join(" ")
         );
     }
     Ok(())
-}
-
-fn describe(missing: &[&(&str, &str, &str)]) -> String {
-    missing
-        .iter()
-        .map(|(cmd, _, why)| format!("{cmd} ({why})"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {

@@ -373,8 +373,7 @@ mod tests {
     #[test]
     fn map_layout_in_a_live_go_process() {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/workloads/go");
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: needs root (ptrace, /proc/<pid>/mem)");
+        if kiln_testkit::skip_unless_root("map_layout_in_a_live_go_process") {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -388,10 +387,7 @@ mod tests {
             .status();
         match built {
             Ok(s) => assert!(s.success(), "go build failed"),
-            Err(e) => {
-                eprintln!("SKIP: no go toolchain ({e})");
-                return;
-            }
+            Err(e) => panic!("no go toolchain ({e}): run `cargo xtask setup`"),
         }
         let (version, o) = crate::golang::detect(&exe).unwrap().expect("a Go program");
         assert!(version.starts_with("go1.19"), "{version}");

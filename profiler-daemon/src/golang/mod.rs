@@ -188,8 +188,8 @@ mod tests {
     fn detects_the_go_toolchain_itself() {
         // Debian's go command is a Go 1.19 binary: a real input, no fixture needed.
         let go = Path::new("/usr/lib/go-1.19/bin/go");
-        if !go.exists() {
-            eprintln!("SKIP: {} not installed", go.display());
+        let missing = format!("{} not installed (Debian golang-go)", go.display());
+        if kiln_testkit::skip_unless(go.exists(), "detects_the_go_toolchain_itself", &missing) {
             return;
         }
         let (version, offsets) = detect(go).unwrap().expect("go is a Go program");

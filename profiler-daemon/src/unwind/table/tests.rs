@@ -263,8 +263,8 @@ fn rust_release_binary_agrees_with_readelf() {
 #[test]
 fn python_agrees_with_readelf() {
     let python = Path::new("/usr/bin/python3.11");
-    if !python.exists() {
-        eprintln!("skipping: no {}", python.display());
+    let missing = format!("no {} (Debian python3.11)", python.display());
+    if kiln_testkit::skip_unless(python.exists(), "python_agrees_with_readelf", &missing) {
         return;
     }
     assert_agrees(python, 10_000);
