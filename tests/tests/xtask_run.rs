@@ -27,14 +27,28 @@ fn cargo_xtask_run_serves_the_ui_and_stops_on_ctrl_c() {
     if skip_unless_root("cargo_xtask_run_serves_the_ui_and_stops_on_ctrl_c") {
         return;
     }
-    // A workload with a known process name, so its service shows up in the store.
     let exe = build_workload("shares", &[]);
-    let _workload = spawn_workload(&exe, &["120", "1", "1", "1"]);
     let data = tempfile::tempdir().unwrap();
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Only what a user's shell would have: the variables `cargo test` sets for a test
+    // would make the inner cargo rebuild crates whose build scripts watch them.
     let mut xtask = Command::new(cargo)
         .current_dir(workspace_root())
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| {
+            [
+                "PATH",
+                "HOME",
+                "USER",
+                "TERM",
+                "CARGO_HOME",
+                "RUSTUP_HOME",
+                "LANG",
+            ]
+            .iter()
+            .any(|keep| k == keep)
+        }))
         .args([
             "xtask",
             "run",
@@ -73,8 +87,10 @@ fn cargo_xtask_run_serves_the_ui_and_stops_on_ctrl_c() {
         let line = lines
             .recv_timeout(left)
             .expect("cargo xtask run never said it was serving the UI");
-        if let Some(at) = line.find("serving the UI on http://") {
-            let rest = &line[at + "serving the UI on ".len()..];
+        // kiln-server says this once its listener accepts connections.
+        const SERVING: &str = "serving the UI and API on ";
+        if let Some(at) = line.find(SERVING) {
+            let rest = &line[at + SERVING.len()..];
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
@@ -84,7 +100,9 @@ fn cargo_xtask_run_serves_the_ui_and_stops_on_ctrl_c() {
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("<html") && page.contains("<script"), "{page}");
 
-    // The profiled host's services appear once the first windows are stored.
+    // A workload with a known process name, started now that kiln profiles the host:
+    // its service shows up once the first windows are stored.
+    let _workload = spawn_workload(&exe, &["60", "1", "1", "1"]);
     let services_url = format!("{url}/pyroscope/label-values?label=service_name");
     let deadline = Instant::now() + Duration::from_secs(60);
     let services = loop {

@@ -47,8 +47,6 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.server.listen)
         .with_context(|| format!("cannot listen on {}", args.server.listen))?;
     listener.set_nonblocking(true)?;
-    // The address actually bound: `--listen 127.0.0.1:0` picks a free port.
-    let address = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_store = store.clone();
     let limits = args.server.limits();
@@ -68,8 +66,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
         },
     )?;
 
-    // Printed once the listener accepts connections; scripts and tests wait for it.
-    eprintln!("kiln: profiling this host; serving the UI on http://{address} (Ctrl-C to stop)");
+    eprintln!(
+        "kiln: profiling this host; open http://{} for the UI (Ctrl-C to stop)",
+        args.server.listen
+    );
     let agent_result = crate::agent::run(settings);
     let _ = stop_tx.send(());
     let server_result = server
