@@ -106,8 +106,10 @@ fn credentials_match(token: &Token, value: &HeaderValue) -> bool {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) else {
             return false;
         };
+        // A password read from a file or a Secret may keep its trailing newline; the
+        // token itself never has surrounding whitespace.
         match decoded.iter().position(|&c| c == b':') {
-            Some(i) => token.matches(&decoded[i + 1..]),
+            Some(i) => token.matches(decoded[i + 1..].trim_ascii()),
             None => false,
         }
     } else {
@@ -204,6 +206,8 @@ mod tests {
         assert!(ok("bearer  s3cret "));
         let basic = base64::engine::general_purpose::STANDARD.encode("anyone:s3cret");
         assert!(ok(&format!("Basic {basic}")));
+        let newline = base64::engine::general_purpose::STANDARD.encode("kiln:s3cret\n");
+        assert!(ok(&format!("Basic {newline}")));
         assert!(!ok("Bearer s3cre"));
         assert!(!ok("Bearer s3cretx"));
         assert!(!ok("s3cret"));
