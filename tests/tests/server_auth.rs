@@ -248,6 +248,17 @@ fn non_loopback_listen_needs_auth() {
         !dir.path().join("refused").exists(),
         "the store was created before refusing"
     );
+    // `kiln run` shares the flags and refuses before profiling anything.
+    let out = Command::new(kiln_bin())
+        .args(["run", "--listen", &format!("0.0.0.0:{port}"), "--data-dir"])
+        .arg(dir.path().join("refused-run"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kiln run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "kiln run started without auth:
+{err}");
+    assert!(err.contains("without authentication"), "{err}");
     // With --insecure-no-auth it starts; no Host check off loopback.
     let srv = KilnServer::start_on(
         dir.path(),
@@ -304,12 +315,12 @@ fn agent_pushes_into_a_token_protected_server() {
         dir.path(),
     );
     let _burner = spawn_in_cgroups(&exe, &["60000"], &[("KILN_TEST", tok.as_str())], &[]);
-    let path = format!("/pyroscope/label-values?label=kiln_test");
+    let path = "/pyroscope/label-values?label=kiln_test";
     let bearer = format!("Bearer {TOKEN}");
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let a = srv
-            .request("GET", &path, &[("authorization", &bearer)], b"")
+            .request("GET", path, &[("authorization", &bearer)], b"")
             .unwrap();
         if a.status == 200 && a.text().contains(&tok) {
             break;

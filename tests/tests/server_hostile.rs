@@ -247,3 +247,70 @@ fn hostile_pushes_do_not_exhaust_memory() {
         .text();
     assert!(q.contains("after") && !q.contains("hostile"), "{q}");
 }
+
+#[test]
+fn concurrent_pushes_past_the_limit_get_429_with_retry_after() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = KilnServer::start(dir.path(), &["--max-concurrent-ingests", "1"]);
+    // A push that sends its headers and a little of its body, then stalls: it holds the
+    // only ingest turn.
+    let mut slow = std::net::TcpStream::connect(srv.addr).expect("connect");
+    write!(
+        slow,
+        "POST /push.v1.PusherService/Push HTTP/1.1\r\nHost: {}\r\ncontent-type: application/proto\r\nContent-Length: 100000\r\n\r\n",
+        srv.addr
+    )
+    .unwrap();
+    slow.write_all(&[0x0a; 10]).unwrap();
+    slow.flush().unwrap();
+    // Wait until the server has counted it (taken the turn) before pushing again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = srv.request("GET", "/metrics", &[], b"").unwrap().text();
+        if metric(&m, "kiln_push_requests_total", &[("endpoint", "push")]) >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slow push never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let mut b = ProfileBuilder::new(&[("cpu", "nanoseconds")], ("cpu", "nanoseconds"), 1);
+    let l = b.location(
+        0,
+        0,
+        &[FrameSpec {
+            name: "f",
+            filename: "",
+            line: 0,
+        }],
+    );
+    b.add_sample(&[l], &[1], &[]);
+    let body = push_request(vec![b.build().encode_to_vec()], "waiting");
+    let a = srv
+        .request(
+            "POST",
+            "/push.v1.PusherService/Push",
+            &[("content-type", "application/proto")],
+            &body,
+        )
+        .unwrap();
+    assert_eq!(a.status, 429, "{}", a.text());
+    assert_eq!(a.header("retry-after"), Some("1"), "{:?}", a.headers);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "answered 429 without waiting for a turn"
+    );
+    let m = srv.request("GET", "/metrics", &[], b"").unwrap().text();
+    assert_eq!(
+        metric(&m, "kiln_rejected_requests_total", &[("reason", "busy")]),
+        1.0,
+        "{m}"
+    );
+    // The stalled client goes away: its turn is free again.
+    drop(slow);
+    normal_push(&srv, "after-busy");
+}
