@@ -256,8 +256,11 @@ fn non_loopback_listen_needs_auth() {
         .output()
         .expect("run kiln run");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "kiln run started without auth:
-{err}");
+    assert!(
+        !out.status.success(),
+        "kiln run started without auth:
+{err}"
+    );
     assert!(err.contains("without authentication"), "{err}");
     // With --insecure-no-auth it starts; no Host check off loopback.
     let srv = KilnServer::start_on(
