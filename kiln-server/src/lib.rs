@@ -39,6 +39,11 @@
 //! | `GET /metrics`, `GET /healthz` | Prometheus metrics, liveness |
 //! | `GET /*` | the web UI (SPA fallback to `index.html`) |
 //!
+//! Access ([`access`]): with a token every route but `/healthz` needs it (bearer or
+//! basic-auth password); on a loopback address only loopback `Host` names are answered.
+//! Pushes are decoded within a per-request [`limits::RequestBudget`] and at most
+//! `max_concurrent_ingests` at once.
+//!
 //! Times: unix seconds, unix ms, `now`, `now-1h`... Errors are Connect-style JSON
 //! `{"code":"invalid_argument","message":"..."}` with a 4xx/5xx status.
 //!
@@ -85,7 +90,7 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
     /// Address to listen on. Loopback by default, where only requests addressed to
-    /// localhost, 127.x or [::1] are answered (against DNS rebinding). Any other address
+    /// localhost, 127.x or `[::1]` are answered (against DNS rebinding). Any other address
     /// needs --auth-token-file (or --insecure-no-auth).
     #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:4040")]
     pub listen: SocketAddr,
