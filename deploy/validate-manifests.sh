@@ -58,7 +58,15 @@ validate() { PYTHONPATH="$TOOLS/py" python3 -m kubernetes_validate "$@"; }
 echo "== render" >&2
 "$KUBECTL" kustomize "$ROOT/deploy/kubernetes" >"$OUT/kustomize-base.yaml"
 "$KUBECTL" kustomize "$ROOT/deploy/kubernetes/overlays/privileged" >"$OUT/kustomize-privileged.yaml"
-"$KUBECTL" kustomize "$ROOT/deploy/kubernetes/overlays/with-server" >"$OUT/kustomize-with-server.yaml"
+# with-server needs the operator's token file (gitignored): render a copy with a
+# throwaway one.
+kdir="$(mktemp -d)"
+cp -r "$ROOT/deploy/kubernetes" "$kdir/"
+if [ ! -f "$kdir/kubernetes/overlays/with-server/auth-token" ]; then
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$kdir/kubernetes/overlays/with-server/auth-token"
+fi
+"$KUBECTL" kustomize "$kdir/kubernetes/overlays/with-server" >"$OUT/kustomize-with-server.yaml"
+rm -rf "$kdir"
 CHART="$ROOT/deploy/helm/kiln"
 "$HELM" lint --strict "$CHART" \
     --set agent.basicAuth.username=u --set agent.basicAuth.password=p >&2

@@ -93,6 +93,18 @@ fn kubernetes_manifests_render_and_validate() {
             with_server,
             "{v}: server Service"
         );
+        // A server is never open: it needs the token, and a NetworkPolicy guards it.
+        assert_eq!(
+            yaml.contains("- --auth-token-file=/etc/kiln/auth/token"),
+            with_server,
+            "{v}: server auth"
+        );
+        assert_eq!(
+            yaml.contains("kind: NetworkPolicy"),
+            with_server,
+            "{v}: server NetworkPolicy"
+        );
+        assert!(!yaml.contains("--insecure-no-auth"), "{v}");
         let push = config.exporters.push_url.clone().unwrap_or_default();
         assert_eq!(
             push.contains("kiln-server"),

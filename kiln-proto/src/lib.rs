@@ -7,6 +7,7 @@
 //! decompressed size.
 
 pub mod builder;
+pub mod cost;
 pub mod gzip;
 pub mod pprof;
 pub mod push;

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Short label for the rejected-requests metric.
     pub reason: &'static str,
+    /// Seconds for a `Retry-After` header (busy, try again).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,9 @@ impl ApiError {
             StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_argument",
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => "resource_exhausted",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::REQUEST_TIMEOUT => "deadline_exceeded",
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::FORBIDDEN | StatusCode::MISDIRECTED_REQUEST => "permission_denied",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => "unimplemented",
             _ => "internal",
@@ -33,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             reason,
+            retry_after: None,
         }
     }
 
@@ -89,8 +95,20 @@ impl From<BodyError> for ApiError {
             BodyError::TooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", chain(&e))
             }
+            BodyError::OverMemoryBudget { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "over_memory_budget",
+                chain(&e),
+            ),
+            BodyError::OverSampleBudget { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "over_sample_budget",
+                chain(&e),
+            ),
             BodyError::Gzip(_) => ApiError::bad_request("invalid_gzip", chain(&e)),
-            BodyError::Protobuf(_) => ApiError::bad_request("invalid_protobuf", chain(&e)),
+            BodyError::Protobuf(_) | BodyError::Malformed(_) => {
+                ApiError::bad_request("invalid_protobuf", chain(&e))
+            }
         }
     }
 }
@@ -98,11 +116,15 @@ impl From<BodyError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.code, "message": self.message });
-        (
+        let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        r
     }
 }

@@ -39,6 +39,11 @@
 //! | `GET /metrics`, `GET /healthz` | Prometheus metrics, liveness |
 //! | `GET /*` | the web UI (SPA fallback to `index.html`) |
 //!
+//! Access ([`access`]): with a token every route but `/healthz` needs it (bearer or
+//! basic-auth password); on a loopback address only loopback `Host` names are answered.
+//! Pushes are decoded within a per-request [`limits::RequestBudget`] and at most
+//! `max_concurrent_ingests` at once.
+//!
 //! Times: unix seconds, unix ms, `now`, `now-1h`... Errors are Connect-style JSON
 //! `{"code":"invalid_argument","message":"..."}` with a 4xx/5xx status.
 //!
@@ -47,6 +52,7 @@
 //! Pyroscope sends and makes the UI show `ticks / sampleRate` seconds; sample counts use
 //! `sampleRate = 1e9 / period` (100 for a 10 ms period).
 
+pub mod access;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -68,6 +74,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use kiln_store::{Store, StoreOptions};
 
+pub use access::{Access, Token};
 pub use limits::Limits;
 pub use metrics::Metrics;
 
@@ -82,10 +89,24 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 /// Flags of `kiln server` (and the server part of `kiln run`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address to listen on. Loopback by default: the API has no authentication, so put an
-    /// authenticating proxy in front before listening on other interfaces.
+    /// Address to listen on. Loopback by default, where only requests addressed to
+    /// localhost, 127.x or `[::1]` are answered (against DNS rebinding). Any other address
+    /// needs --auth-token-file (or --insecure-no-auth).
     #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:4040")]
     pub listen: SocketAddr,
+
+    /// File whose first line is the token every request must carry, as
+    /// `Authorization: Bearer <token>` or as the password of HTTP basic auth (any user
+    /// name; browsers prompt for it). Applies to push, query and UI; /healthz stays open
+    /// for liveness probes. Agents send it with --bearer-token / KILN_BEARER_TOKEN.
+    #[arg(long, env = "KILN_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Serve a non-loopback --listen address without authentication: anyone who can
+    /// reach it can read every profile and push data. Only behind an authenticating
+    /// proxy or a network policy you trust.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 
     /// Directory of the profile database (file kiln.redb). Default: /var/lib/kiln when
     /// running as root, else $XDG_DATA_HOME/kiln (~/.local/share/kiln).
@@ -109,6 +130,21 @@ pub struct ServerArgs {
     #[arg(long, default_value = "16MiB", value_parser = parse_size_arg)]
     pub max_profile_bytes: u64,
 
+    /// Memory one push may take to decompress and decode its profiles, all together;
+    /// checked before decoding, so a push over it is refused (413) without the memory
+    /// being taken.
+    #[arg(long, default_value = "128MiB", value_parser = parse_size_arg)]
+    pub max_request_memory: u64,
+
+    /// Samples one push may carry, across all of its profiles.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_request_samples: u64,
+
+    /// Pushes decoded and stored at once; more wait up to 5 s, then get 429 with
+    /// Retry-After. Peak ingest memory is about this times --max-request-memory.
+    #[arg(long, default_value_t = 2)]
+    pub max_concurrent_ingests: usize,
+
     /// Frames kept per stack; deeper stacks keep their leaf-most frames.
     #[arg(long, default_value_t = 1000)]
     pub max_stack_depth: usize,
@@ -127,11 +163,16 @@ impl Default for ServerArgs {
     fn default() -> Self {
         ServerArgs {
             listen: "127.0.0.1:4040".parse().expect("valid"),
+            auth_token_file: None,
+            insecure_no_auth: false,
             data_dir: None,
             retention_age: Duration::from_secs(30 * 86400),
             retention_size: 0,
             max_body_bytes: 4 << 20,
             max_profile_bytes: 16 << 20,
+            max_request_memory: 128 << 20,
+            max_request_samples: 1_000_000,
+            max_concurrent_ingests: 2,
             max_stack_depth: 1000,
             max_nodes: 8192,
             max_series: 200_000,
@@ -161,10 +202,41 @@ impl ServerArgs {
         Limits {
             max_body_bytes: self.max_body_bytes as usize,
             max_profile_bytes: self.max_profile_bytes as usize,
+            max_request_memory: self.max_request_memory,
+            max_request_samples: self.max_request_samples,
+            max_concurrent_ingests: self.max_concurrent_ingests.max(1),
             max_stack_depth: self.max_stack_depth,
             max_nodes: self.max_nodes.max(1),
             ..Limits::default()
         }
+    }
+
+    /// The access rules the flags ask for: reads the token file, and refuses a
+    /// non-loopback address without a token unless --insecure-no-auth.
+    pub fn access(&self) -> anyhow::Result<Access> {
+        let token = match &self.auth_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --auth-token-file {}", path.display()))?;
+                Some(Token::parse(&text).with_context(|| {
+                    format!(
+                        "--auth-token-file {} is empty: write a token on its first line",
+                        path.display()
+                    )
+                })?)
+            }
+            None => None,
+        };
+        if token.is_none() && !self.listen.ip().is_loopback() && !self.insecure_no_auth {
+            anyhow::bail!(
+                "refusing to serve {} without authentication: pass --auth-token-file FILE, or --insecure-no-auth if a proxy or network policy you trust guards it",
+                self.listen
+            );
+        }
+        Ok(Access {
+            token,
+            ..Access::for_listen(self.listen)
+        })
     }
 
     pub fn store_options(&self) -> StoreOptions {
@@ -185,11 +257,18 @@ pub fn open_store(args: &ServerArgs) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the profile store in {}", dir.display()))
 }
 
-/// The HTTP application over `store`.
+/// The HTTP application over `store`, open to all (tests and embedding).
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
+    router_with_access(store, limits, Access::default())
+}
+
+/// The HTTP application over `store`, behind `access`.
+pub fn router_with_access(store: Arc<Store>, limits: Limits, access: Access) -> Router {
     let state: routes::AppState = Arc::new(routes::Inner {
         store,
+        access,
         queries: tokio::sync::Semaphore::new(limits.max_concurrent_queries.max(1)),
+        ingests: tokio::sync::Semaphore::new(limits.max_concurrent_ingests.max(1)),
         metrics: Metrics::default(),
         limits: limits.clone(),
     });
@@ -219,6 +298,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(get(ui_assets::serve))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::check,
+        ))
         .with_state(state)
 }
 
@@ -241,18 +324,28 @@ pub async fn serve(
     args: ServerArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let access = args.access()?;
     let open_args = args.clone();
     let store = Arc::new(
         tokio::task::spawn_blocking(move || open_store(&open_args))
             .await
             .context("opening the profile store")??,
     );
-    let r = serve_store(store.clone(), args.listen, args.limits(), shutdown).await;
+    let r = match tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))
+    {
+        Ok(l) => {
+            serve_listener_with_access(store.clone(), l, args.limits(), access, shutdown).await
+        }
+        Err(e) => Err(e),
+    };
     let closed = store.close().context("closing the profile store");
     r.and(closed)
 }
 
-/// Serves HTTP on an already open store (for `kiln run`). Does not close the store.
+/// Serves HTTP on an already open store, with no token and the loopback `Host` check
+/// when `listen` is loopback. Does not close the store.
 pub async fn serve_store(
     store: Arc<Store>,
     listen: SocketAddr,
@@ -265,12 +358,25 @@ pub async fn serve_store(
     serve_listener(store, listener, limits, shutdown).await
 }
 
-/// Serves on a bound listener (tests bind `127.0.0.1:0` and read the port first). Runs
-/// store maintenance (rollups, retention) every 30 s while serving.
+/// Serves on a bound listener (tests bind `127.0.0.1:0` and read the port first), with
+/// no token and the loopback `Host` check when the listener is on loopback.
 pub async fn serve_listener(
     store: Arc<Store>,
     listener: tokio::net::TcpListener,
     limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let access = Access::for_listen(listener.local_addr()?);
+    serve_listener_with_access(store, listener, limits, access, shutdown).await
+}
+
+/// Serves on a bound listener behind `access` (see [`ServerArgs::access`]). Runs store
+/// maintenance (rollups, retention) every 30 s while serving.
+pub async fn serve_listener_with_access(
+    store: Arc<Store>,
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
@@ -291,7 +397,10 @@ pub async fn serve_listener(
             }
         }
     });
-    let app = router(store, limits);
+    if access.token.is_some() {
+        log::info!("kiln-server: every request but /healthz needs the token");
+    }
+    let app = router_with_access(store, limits, access);
     let r = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -345,11 +454,60 @@ mod tests {
             "--retention-size",
             "--max-body-bytes",
             "--max-profile-bytes",
+            "--max-request-memory",
+            "--max-request-samples",
+            "--max-concurrent-ingests",
             "--max-stack-depth",
             "--max-nodes",
+            "--auth-token-file",
+            "--insecure-no-auth",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token_or_insecure_no_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = |extra: &[&str]| {
+            let mut v = vec!["kiln"];
+            v.extend_from_slice(extra);
+            Cli::try_parse_from(v).unwrap().server
+        };
+        let a = args(&[]).access().unwrap();
+        assert!(a.token.is_none() && a.loopback_hosts_only);
+        let e = args(&["--listen", "0.0.0.0:4040"]).access().unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("without authentication") && msg.contains("--auth-token-file"),
+            "{msg}"
+        );
+        let a = args(&["--listen", "0.0.0.0:4040", "--insecure-no-auth"])
+            .access()
+            .unwrap();
+        assert!(a.token.is_none() && !a.loopback_hosts_only);
+        let f = dir.path().join("token");
+        std::fs::write(&f, "tok3n\n").unwrap();
+        let a = args(&[
+            "--listen",
+            "[::]:4040",
+            "--auth-token-file",
+            f.to_str().unwrap(),
+        ])
+        .access()
+        .unwrap();
+        assert!(a.token.is_some());
+        std::fs::write(&f, "\n").unwrap();
+        let e = args(&["--auth-token-file", f.to_str().unwrap()])
+            .access()
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("is empty"), "{e:#}");
+        // The token never appears in debug output.
+        std::fs::write(&f, "tok3n").unwrap();
+        let a = args(&["--auth-token-file", f.to_str().unwrap()])
+            .access()
+            .unwrap();
+        assert!(!format!("{a:?}").contains("tok3n"));
     }
 
     #[test]

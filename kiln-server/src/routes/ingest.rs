@@ -23,9 +23,9 @@ use kiln_proto::pprof::Profile;
 use kiln_proto::ProfileBuilder;
 use kiln_store::IngestRequest;
 
-use super::{read_body, AppState, Params};
+use super::{body_timeout, ingest_permit, read_body, AppState, Params, BODY_READ_TIMEOUT};
 use crate::error::ApiError;
-use crate::limits::{decode_profile, decompress};
+use crate::limits::RequestBudget;
 use crate::timeparse::parse_time;
 
 /// A parsed legacy application name.
@@ -84,13 +84,22 @@ pub fn parse_app_name(name: &str) -> Result<AppName, ApiError> {
     })
 }
 
-/// Builds a profile from `(stack root→leaf, value)` entries.
+/// Memory the builder may hold per distinct sample, beyond 8 bytes a frame (the sample
+/// struct and its key in the dedup map).
+const BUILT_SAMPLE_BYTES: u64 = 2 * std::mem::size_of::<kiln_proto::pprof::Sample>() as u64 + 96;
+/// Memory the builder may hold per distinct frame, beyond twice its name (string table
+/// and map key; function, location and line; their map entries).
+const BUILT_FRAME_BYTES: u64 = 512;
+
+/// Builds a profile from `(stack root→leaf, value)` entries, charging what the builder
+/// holds to `budget` as it grows, so it stops at the first line over the budget.
 fn profile_from_stacks<'a>(
     entries: impl Iterator<Item = Result<(Vec<&'a str>, i64), ApiError>>,
     units: &str,
     suffix: &str,
     sample_rate: i64,
     max_depth: usize,
+    budget: &mut RequestBudget,
 ) -> Result<Profile, ApiError> {
     let (ty, unit, period_type, period_unit, period, mult) = match units {
         "" | "samples" => {
@@ -122,11 +131,12 @@ fn profile_from_stacks<'a>(
     };
     let mut b = ProfileBuilder::new(&[(ty, unit)], (period_type, period_unit), period);
     let mut locs = Vec::new();
+    let mut max_location = 0;
     for e in entries {
         let (frames, value) = e?;
         locs.clear();
         for f in frames.iter().rev().take(max_depth) {
-            locs.push(b.location(
+            let id = b.location(
                 0,
                 0,
                 &[FrameSpec {
@@ -134,9 +144,19 @@ fn profile_from_stacks<'a>(
                     filename: "",
                     line: 0,
                 }],
-            ));
+            );
+            if id > max_location {
+                max_location = id;
+                budget.charge_memory(BUILT_FRAME_BYTES + 2 * f.len() as u64)?;
+            }
+            locs.push(id);
         }
+        let before = b.sample_count();
         b.add_sample(&locs, &[value.saturating_mul(mult)], &[]);
+        if b.sample_count() > before {
+            budget.charge_samples(1)?;
+            budget.charge_memory(BUILT_SAMPLE_BYTES + 16 * locs.len() as u64)?;
+        }
     }
     Ok(b.build())
 }
@@ -181,12 +201,25 @@ pub fn text_profile(
     suffix: &str,
     sample_rate: i64,
     max_depth: usize,
+    budget: &mut RequestBudget,
 ) -> Result<Profile, ApiError> {
     match format {
-        "folded" => {
-            profile_from_stacks(folded_entries(text), units, suffix, sample_rate, max_depth)
-        }
-        "lines" => profile_from_stacks(lines_entries(text), units, suffix, sample_rate, max_depth),
+        "folded" => profile_from_stacks(
+            folded_entries(text),
+            units,
+            suffix,
+            sample_rate,
+            max_depth,
+            budget,
+        ),
+        "lines" => profile_from_stacks(
+            lines_entries(text),
+            units,
+            suffix,
+            sample_rate,
+            max_depth,
+            budget,
+        ),
         other => Err(ApiError::bad_request(
             "unsupported_format",
             format!("format {other:?} is not supported: use folded, lines or pprof"),
@@ -285,8 +318,9 @@ async fn ingest_inner(st: &AppState, p: Params, req: Request) -> Result<(), ApiE
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let cap = st.limits.max_profile_bytes;
     let depth = st.limits.max_stack_depth;
+    let _turn = ingest_permit(st).await?;
+    let mut budget = RequestBudget::new(&st.limits);
     let mut profile = if ct.starts_with("multipart/form-data") {
         let mut mp = Multipart::from_request(req, st).await.map_err(|e| {
             ApiError::bad_request("invalid_multipart", format!("invalid multipart body: {e}"))
@@ -297,15 +331,26 @@ async fn ingest_inner(st: &AppState, p: Params, req: Request) -> Result<(), ApiE
             ApiError::bad_request("invalid_multipart", format!("invalid multipart body: {e}"))
         })? {
             let fname = field.name().unwrap_or("").to_owned();
-            let data = field.bytes().await.map_err(|e| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("multipart field {fname}: {e}"),
-                )
-            })?;
+            let data = tokio::time::timeout(BODY_READ_TIMEOUT, field.bytes())
+                .await
+                .map_err(|_| body_timeout())?
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("multipart field {fname}: {e}"),
+                    )
+                })?;
             match fname.as_str() {
-                "profile" => profile = Some(decode_profile(&data, cap)?),
+                "profile" => {
+                    if profile.is_some() {
+                        return Err(ApiError::bad_request(
+                            "invalid_multipart",
+                            "multipart body has more than one `profile` field",
+                        ));
+                    }
+                    profile = Some(budget.decode_profile(&data)?)
+                }
                 "sample_type_config" => {
                     config = Some(
                         serde_json::from_slice::<HashMap<String, SampleTypeConfig>>(&data)
@@ -329,14 +374,28 @@ async fn ingest_inner(st: &AppState, p: Params, req: Request) -> Result<(), ApiE
         profile
     } else {
         let body = read_body(req.into_body(), st.limits.max_body_bytes).await?;
-        let raw = decompress(&body, cap)?;
         match format {
-            "pprof" => decode_profile(&raw, cap)?,
+            "pprof" => budget.decode_profile(&body)?,
             "folded" | "lines" => {
+                let raw = budget.decompress(&body)?;
+                // One sample per line at most: refuse at once when the lines alone are
+                // over the sample budget.
+                let lines = raw.iter().filter(|&&c| c == b'\n').count() as u64;
+                if lines > budget.samples_left() + 1 {
+                    budget.charge_samples(lines)?;
+                }
                 let text = std::str::from_utf8(&raw).map_err(|_| {
                     ApiError::bad_request("invalid_folded", "body is not UTF-8 text")
                 })?;
-                text_profile(format, text, units, &suffix, sample_rate, depth)?
+                text_profile(
+                    format,
+                    text,
+                    units,
+                    &suffix,
+                    sample_rate,
+                    depth,
+                    &mut budget,
+                )?
             }
             other => {
                 return Err(ApiError::bad_request(
@@ -379,13 +438,15 @@ async fn ingest_inner(st: &AppState, p: Params, req: Request) -> Result<(), ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::Limits;
     use proptest::prelude::*;
 
     proptest! {
         #[test]
         fn text_bodies_never_panic(text in "[a-z;_ 0-9\\-\n]{0,200}", units in "(samples|objects|bytes|x)") {
             for format in ["folded", "lines"] {
-                if let Ok(p) = text_profile(format, &text, &units, "cpu", 100, 5) {
+                let mut b = RequestBudget::new(&Limits::default());
+                if let Ok(p) = text_profile(format, &text, &units, "cpu", 100, 5, &mut b) {
                     prop_assert!(kiln_proto::validate(&p).is_ok());
                 }
             }
@@ -424,12 +485,30 @@ mod tests {
 
     #[test]
     fn folded_profile() {
-        let p =
-            profile_from_stacks(folded_entries("a;b 3\na;c 1\n\n"), "", "cpu", 100, 1000).unwrap();
+        let mut b = RequestBudget::new(&Limits::default());
+        let p = profile_from_stacks(
+            folded_entries("a;b 3\na;c 1\n\n"),
+            "",
+            "cpu",
+            100,
+            1000,
+            &mut b,
+        )
+        .unwrap();
         kiln_proto::validate(&p).unwrap();
         assert_eq!(p.sample.len(), 2);
         assert_eq!(p.sample[0].value, vec![30_000_000]);
-        assert!(profile_from_stacks(folded_entries("a;b x"), "", "", 100, 10).is_err());
-        assert!(profile_from_stacks(folded_entries("a;b -1"), "", "", 100, 10).is_err());
+        assert!(profile_from_stacks(folded_entries("a;b x"), "", "", 100, 10, &mut b).is_err());
+        assert!(profile_from_stacks(folded_entries("a;b -1"), "", "", 100, 10, &mut b).is_err());
+        // Distinct frames are charged as they are interned: a budget for about 100 stops
+        // the build early.
+        let text: String = (0..10_000).map(|i| format!("f{i} 1\n")).collect();
+        let mut small = RequestBudget::new(&Limits {
+            max_request_memory: 100 * (BUILT_FRAME_BYTES + BUILT_SAMPLE_BYTES + 32),
+            ..Limits::default()
+        });
+        let e =
+            profile_from_stacks(folded_entries(&text), "", "", 100, 10, &mut small).unwrap_err();
+        assert_eq!(e.reason, "over_memory_budget");
     }
 }

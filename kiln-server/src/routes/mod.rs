@@ -22,9 +22,12 @@ use crate::timeparse::parse_time;
 
 pub struct Inner {
     pub store: Arc<Store>,
+    pub access: crate::access::Access,
     pub limits: Limits,
     pub metrics: Metrics,
     pub queries: tokio::sync::Semaphore,
+    /// Pushes being decoded and stored (see [`ingest_permit`]).
+    pub ingests: tokio::sync::Semaphore,
 }
 
 /// Shared by every handler.
@@ -32,15 +35,61 @@ pub type AppState = Arc<Inner>;
 
 pub type Params = HashMap<String, String>;
 
-/// Reads a whole body, refusing more than `limit` bytes with a 413.
+/// How long a push may take to send its body. Pushes hold an ingest turn while they
+/// send, so a client trickling its body cannot hold one for longer.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+pub fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body took more than {} s to arrive",
+            BODY_READ_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// Reads a whole body, refusing more than `limit` bytes with a 413 and a body slower than
+/// [`BODY_READ_TIMEOUT`] with a 408.
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body exceeds the limit of {limit} bytes (--max-body-bytes)"),
-        )
-    })
+    tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| body_timeout())?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body exceeds the limit of {limit} bytes (--max-body-bytes)"),
+            )
+        })
+}
+
+/// Waits up to `ingest_queue_wait` for one of the `max_concurrent_ingests` turns, so that
+/// many clients at once cannot multiply the per-request memory budget; else a 429 with
+/// `Retry-After`. Taken before the body is read, so a waiting push holds no memory.
+pub async fn ingest_permit(st: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    let busy = || {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "the server is storing {} pushes already (--max-concurrent-ingests): retry later",
+                st.limits.max_concurrent_ingests
+            ),
+        );
+        e.retry_after = Some(1);
+        e
+    };
+    match tokio::time::timeout(st.limits.ingest_queue_wait, st.ingests.acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "closed",
+            "shutting down",
+        )),
+        Err(_) => Err(busy()),
+    }
 }
 
 /// Runs a store call on the blocking pool, at most `max_concurrent_queries` at once, and

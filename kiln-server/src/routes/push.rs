@@ -9,9 +9,9 @@ use kiln_proto::push::{PushRequest, PushResponse};
 use kiln_store::IngestRequest;
 use prost::Message;
 
-use super::{read_body, AppState};
+use super::{ingest_permit, read_body, AppState};
 use crate::error::ApiError;
-use crate::limits::{decode_profile, decompress};
+use crate::limits::RequestBudget;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Codec {
@@ -56,6 +56,7 @@ pub async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) ->
 
 async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let codec = codec(headers)?;
+    let _turn = ingest_permit(st).await?;
     let body = read_body(body, st.limits.max_body_bytes).await?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -63,7 +64,7 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
-    let cap = st.limits.max_profile_bytes;
+    let mut budget = RequestBudget::new(&st.limits);
     let raw = match encoding.as_str() {
         "gzip" => {
             if !kiln_proto::gzip::is_gzip(&body) {
@@ -72,9 +73,9 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
                     "content-encoding is gzip but the body is not gzip data",
                 ));
             }
-            decompress(&body, cap)?.into_owned()
+            budget.decompress(&body)?
         }
-        "identity" | "" => body.to_vec(),
+        "identity" | "" => std::borrow::Cow::Borrowed(&body[..]),
         other => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -84,18 +85,21 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
         }
     };
     let req: PushRequest = match codec {
-        Codec::Proto => PushRequest::decode(raw.as_slice()).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_protobuf",
-                format!("invalid PushRequest protobuf: {e}"),
-            )
+        Codec::Proto => budget.decode_push(&raw).map_err(|e| {
+            let mut e = ApiError::from(e);
+            e.message = format!("invalid PushRequest: {}", e.message);
+            e
         })?,
-        Codec::Json => serde_json::from_slice(&raw).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("invalid PushRequest JSON: {e}"))
-        })?,
+        Codec::Json => {
+            // serde's structs for the labels are at most a few times the JSON text.
+            budget.charge_memory(4 * raw.len() as u64)?;
+            serde_json::from_slice(&raw).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("invalid PushRequest JSON: {e}"))
+            })?
+        }
     };
+    drop(raw);
     let mut reqs = Vec::new();
-    let mut total = 0usize;
     for (si, series) in req.series.iter().enumerate() {
         let labels: Vec<(String, String)> = series
             .labels
@@ -103,15 +107,7 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             .map(|l| (l.name.clone(), l.value.clone()))
             .collect();
         for (pi, sample) in series.samples.iter().enumerate() {
-            total += sample.raw_profile.len();
-            if total > cap {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("profiles exceed the limit of {cap} bytes (--max-profile-bytes)"),
-                ));
-            }
-            let profile = decode_profile(&sample.raw_profile, cap).map_err(|e| {
+            let profile = budget.decode_profile(&sample.raw_profile).map_err(|e| {
                 let mut e = ApiError::from(e);
                 e.message = format!("series {si} profile {pi}: {}", e.message);
                 e
@@ -124,6 +120,7 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             });
         }
     }
+    drop(req);
     if !reqs.is_empty() {
         let store = st.store.clone();
         let n = reqs.len() as u64;

@@ -23,7 +23,7 @@ pub const RUN_AFTER_HELP: &str = "\
 Examples:
   sudo kiln run                                    # UI on http://127.0.0.1:4040
   sudo kiln run --env-label REGION=region --label env=dev
-  sudo kiln run --listen 0.0.0.0:4040 --data-dir /var/lib/kiln --retention-age 7d
+  sudo kiln run --listen 0.0.0.0:4040 --auth-token-file /etc/kiln/token --retention-age 7d
 
 Profiles are written to the embedded store every collect interval (default 15 s) and
 are durable once written. Ctrl-C stores the last partial window, then exits. Every
@@ -35,6 +35,8 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     if args.agent.metrics_listen.is_none() {
         args.agent.metrics_listen = Some(MetricsListen::Off);
     }
+    // Refuse an unauthenticated non-loopback address before profiling anything.
+    let access = args.server.access()?;
     let mut settings = args.agent.resolve()?;
     let store = super::server::open(&args.server)?;
     settings.extra_sinks.push(Arc::new(StoreSink::new(
@@ -58,9 +60,15 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                kiln_server::serve_listener(server_store, listener, limits, async move {
-                    let _ = stop_rx.await;
-                })
+                kiln_server::serve_listener_with_access(
+                    server_store,
+                    listener,
+                    limits,
+                    access,
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                )
                 .await
             })
         },

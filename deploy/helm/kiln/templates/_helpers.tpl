@@ -45,10 +45,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* The Secret (keys username, password) the agents authenticate with; with
+     server.enabled its password is also the server's token. */}}
 {{- define "kiln.authSecretName" -}}
 {{- if .Values.agent.basicAuth.existingSecret -}}
 {{- .Values.agent.basicAuth.existingSecret -}}
-{{- else if .Values.agent.basicAuth.username -}}
+{{- else if or .Values.agent.basicAuth.username .Values.server.enabled -}}
 {{- printf "%s-push-auth" (include "kiln.fullname" .) -}}
 {{- end -}}
 {{- end -}}
