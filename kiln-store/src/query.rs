@@ -145,8 +145,20 @@ pub fn spread(
         return;
     }
     let (lo, hi) = (t.max(start), t.saturating_add(d).min(end));
-    // Share of the value in `[t, x)`.
-    let share = |x: i64| (u128::from(value) * (x - t) as u128 / d as u128) as u64;
+    // Share of the value in `[t, x)`, rounded down; 128-bit only when 64 bits overflow.
+    let share = |x: i64| {
+        let (part, d) = ((x - t) as u64, d as u64);
+        if part >= d {
+            value
+        } else if part == 0 {
+            0
+        } else {
+            match value.checked_mul(part) {
+                Some(p) => p / d,
+                None => (u128::from(value) * u128::from(part) / u128::from(d)) as u64,
+            }
+        }
+    };
     let mut i = ((lo - start) / step) as usize;
     let mut a = lo;
     let mut before = share(a);
