@@ -3,7 +3,7 @@
 //! minutes must draw flat in `/pyroscope/render` (single view, comparison sides),
 //! `/api/v1/group-totals` (tag explorer chart and sparklines) and
 //! `/pyroscope/render-diff`, for the last 5, 15, 30 and 60 minutes at the UI's default
-//! step (10 s, finer than the profiles).
+//! step (10 s, finer than the profiles), with no drop at the right edge either.
 
 mod common;
 
@@ -82,6 +82,25 @@ fn assert_flat(what: &str, v: &serde_json::Value, (first, last): (i64, i64), min
     );
 }
 
+/// No drop at the right edge: the timeline reaches to within a window, the arrival
+/// grace and a step of `until` (later steps wait for their data) and its last step is as
+/// full as the others.
+fn assert_no_edge_drop(what: &str, v: &serde_json::Value, until: i64) {
+    let (start, step, samples) = timeline(v);
+    let end = start + samples.len() as i64 * step;
+    assert!(
+        end >= until - WINDOW / S - 10 - step,
+        "{what}: ends {} s before the range",
+        until - end
+    );
+    let max = samples.iter().copied().max().unwrap_or(0);
+    let last = samples.last().copied().unwrap_or(0);
+    assert!(
+        last as f64 * 1.6 >= max as f64,
+        "{what}: drops at the right edge: {samples:?}"
+    );
+}
+
 #[test]
 fn steady_service_draws_flat_timelines_in_every_ui_query() {
     let srv = TestServer::start();
@@ -108,6 +127,7 @@ fn steady_service_draws_flat_timelines_in_every_ui_query() {
             ));
             assert_eq!(r["timeline"]["durationDelta"], 10);
             assert_flat(&what("render"), &r["timeline"], data, steps);
+            assert_no_edge_drop(&what("render"), &r["timeline"], until);
         }
         // Tag explorer: the chart and each value's sparkline.
         let g = srv.get_json(&format!(
@@ -118,6 +138,7 @@ fn steady_service_draws_flat_timelines_in_every_ui_query() {
         for group in groups {
             let name = format!("group-totals {}", group["value"]);
             assert_flat(&what(&name), &group["timeline"], data, steps);
+            assert_no_edge_drop(&what(&name), &group["timeline"], until);
         }
         // Diff view: the first and second half of the range.
         let half = from + minutes * 30;

@@ -74,7 +74,9 @@
 //! and `raw_totals` elsewhere: a raw row's sum is spread over the steps its profile
 //! covers, `[start, start + duration)`, in proportion to the overlap
 //! ([`query::spread`]), so a step finer than the profiles (10 s steps, 15 s profiles)
-//! draws their rate rather than alternating full and empty steps.
+//! draws their rate rather than alternating full and empty steps. Trailing steps so
+//! recent that their data may still be on its way are left out
+//! ([`query::complete_points`]) instead of drawn as a drop at the right edge.
 //!
 //! # Maintenance
 //!

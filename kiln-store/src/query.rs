@@ -122,6 +122,29 @@ fn clamp(t: i64) -> i64 {
 /// first 5 minutes (the finest rollup bucket), which bounds how far back a timeline reads.
 pub const MAX_SPREAD_NANOS: i64 = 300 * NS;
 
+/// How long (ns) after its window ends a profile may still be on its way to the store.
+pub const ARRIVAL_GRACE_NANOS: i64 = 10 * NS;
+
+/// How many of a timeline's `points` steps of `step` ns from `start` to return. Trailing
+/// steps that end after the data read (`data_end`) and so recently that data may still
+/// arrive for them (the window being profiled now, ending up to `pending` ns from now, a
+/// push on its way) are left out: drawn, they would drop towards 0 at the right edge and
+/// fill in later. Older steps without data stay, as zeros: the service stopped.
+pub fn complete_points(
+    start: i64,
+    step: i64,
+    points: usize,
+    data_end: i64,
+    now: i64,
+    pending: i64,
+) -> usize {
+    let keep_until = data_end.max(now.saturating_sub(pending + ARRIVAL_GRACE_NANOS));
+    if keep_until <= start {
+        return 0;
+    }
+    (((keep_until - start) / step) as usize).min(points)
+}
+
 /// Adds `value`, spread evenly over `[t, t + duration)`, to the `points` buckets of `step`
 /// ns from `start`, each in proportion to its overlap; parts outside the buckets are
 /// dropped. The parts are differences of one rounded-down cumulative share, so a profile
@@ -430,7 +453,8 @@ impl Store {
     /// A raw row's value is spread over the buckets its profile covers
     /// (`[start, start + duration)`, see [`spread`]), so a step finer than the profiles
     /// shows their rate instead of alternating full and empty buckets. Rollup buckets are
-    /// read only when they fit whole in a step and go to the step holding them.
+    /// read only when they fit whole in a step and go to the step holding them. Recent
+    /// steps that data may still arrive for are left out ([`complete_points`]).
     fn totals(
         &self,
         series: &[u32],
@@ -473,6 +497,8 @@ impl Store {
         let raw_totals = txn.open_table(schema::RAW_TOTALS)?;
         let mut all = vec![0u64; points];
         let mut per_group = vec![vec![0u64; points]; ngroups];
+        // Where the raw rows read end (a point in time ends with its step).
+        let mut data_end = i64::MIN;
         for (i, &s) in series.iter().enumerate() {
             let mut group = groups.get(i).map(|&g| &mut per_group[g]);
             let mut add = |p: usize, v: u64| {
@@ -486,7 +512,13 @@ impl Store {
                     for row in raw_totals.range((s, sp.lo)..(s, sp.hi))? {
                         let (k, v) = row?;
                         let (value, duration) = v.value();
-                        spread(start, step, points, k.value().1, duration, value, &mut add);
+                        let t = k.value().1;
+                        spread(start, step, points, t, duration, value, &mut add);
+                        let end = match duration.clamp(0, MAX_SPREAD_NANOS) {
+                            0 => rollup::floor(t - start, step) + step + start,
+                            d => t + d,
+                        };
+                        data_end = data_end.max(end);
                     }
                 } else {
                     for row in totals.range((sp.level, s, sp.lo)..(sp.level, s, sp.hi))? {
@@ -499,10 +531,21 @@ impl Store {
                 }
             }
         }
-        let tl = |samples| Timeline {
-            start_time: start / NS,
-            samples,
-            duration_delta: step / NS,
+        let keep = complete_points(
+            start,
+            step,
+            points,
+            data_end,
+            crate::ingest::now_nanos(),
+            lookback,
+        );
+        let tl = |mut samples: Vec<u64>| {
+            samples.truncate(keep);
+            Timeline {
+                start_time: start / NS,
+                samples,
+                duration_delta: step / NS,
+            }
         };
         Ok((tl(all), per_group.into_iter().map(tl).collect()))
     }
@@ -762,6 +805,27 @@ mod tests {
         spread(0, 10 * NS, 40, 0, 3600 * NS, 300, |i, v| out[i] += v);
         assert_eq!(&out[..30], &[10; 30]);
         assert_eq!(&out[30..], &[0; 10]);
+    }
+
+    #[test]
+    fn recent_steps_without_data_yet_are_left_out() {
+        let now = 1000 * NS;
+        // 10 s steps from 900 s; 15 s profiles, the last one ended at 994 s.
+        let keep = |data_end| complete_points(900 * NS, 10 * NS, 11, data_end, now, 15 * NS);
+        // Steps up to 990 s are whole; 990..1000 holds 4 s of data, more is on its way.
+        assert_eq!(keep(994 * NS), 9);
+        // Data ended at 950 s: the steps after it hold zeros (it stopped), except those
+        // that end within the last 15 + 10 s (still pending).
+        assert_eq!(keep(950 * NS), 7);
+        // No data at all, or a range in the past: as before.
+        assert_eq!(keep(i64::MIN), 7);
+        assert_eq!(complete_points(0, 10 * NS, 6, i64::MIN, now, 15 * NS), 6);
+        // A range that ends in the future stops at the data's end.
+        assert_eq!(
+            complete_points(990 * NS, 10 * NS, 100, 1000 * NS, now, 0),
+            1
+        );
+        assert_eq!(complete_points(990 * NS, 10 * NS, 100, i64::MIN, now, 0), 0);
     }
 
     #[test]

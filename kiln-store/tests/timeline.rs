@@ -86,6 +86,26 @@ fn assert_flat(what: &str, tl: &Timeline, (first, last): (i64, i64)) -> usize {
     inside.len()
 }
 
+/// No drop at the right edge: the timeline reaches to within a window and the arrival
+/// grace of `until` (later steps wait for their data), and its last step is as full as
+/// the others.
+fn assert_no_edge_drop(what: &str, tl: &Timeline, until: i64) {
+    let step = tl.duration_delta * S;
+    let end = tl.start_time * S + tl.samples.len() as i64 * step;
+    assert!(
+        end >= until - WINDOW - 10 * S - step,
+        "{what}: ends {} s before the range",
+        (until - end) / S
+    );
+    let max = tl.samples.iter().copied().max().unwrap_or(0);
+    let last = tl.samples.last().copied().unwrap_or(0);
+    assert!(
+        last as f64 * 1.6 >= max as f64,
+        "{what}: drops at the right edge: {:?}",
+        tl.samples
+    );
+}
+
 fn range_steps(range: i64, step: i64) -> usize {
     // Steps of the range wholly inside the data (the range ends at the data's end, the
     // first step may start before the range, the last may end after it).
@@ -114,6 +134,7 @@ fn steady_profiles_give_flat_timelines_at_every_range_and_step() {
         assert_eq!(step, 10 * S, "the default step is finer than the profiles");
         let n = assert_flat(&what("render"), &render.timeline, data);
         assert!(n >= range_steps(range, step), "{n} steps judged");
+        assert_no_edge_drop(&what("render"), &render.timeline, until);
         let grouped = store
             .render(
                 &q,
@@ -132,11 +153,9 @@ fn steady_profiles_give_flat_timelines_at_every_range_and_step() {
         assert_eq!(g.groups.len(), 2);
         for group in &g.groups {
             // The tag explorer's chart and sparklines.
-            assert_flat(
-                &what(&format!("group-totals {}", group.value)),
-                &group.timeline,
-                data,
-            );
+            let name = what(&format!("group-totals {}", group.value));
+            assert_flat(&name, &group.timeline, data);
+            assert_no_edge_drop(&name, &group.timeline, until);
         }
         // Diff / comparison: each side's timeline over its own range.
         let half = from + range / 2;
@@ -158,6 +177,7 @@ fn steady_profiles_give_flat_timelines_at_every_range_and_step() {
         for (side, tl) in [("left", &d.left_timeline), ("right", &d.right_timeline)] {
             assert_flat(&what(&format!("render-diff {side}")), tl, data);
         }
+        assert_no_edge_drop(&what("render-diff right"), &d.right_timeline, until);
         let tl = store.timeline(&q, from, until, 0).unwrap();
         assert_flat(&what("timeline"), &tl, data);
     }
@@ -184,8 +204,9 @@ fn steady_profiles_give_flat_timelines_at_every_range_and_step() {
 fn timeline_totals_equal_the_values_in_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    let now = kiln_store::now_nanos() / (10 * S) * (10 * S) - 3 * S;
-    let (first, last) = ingest_steady(&store, now);
+    // Data that ended an hour ago: no step waits for more.
+    let end = kiln_store::now_nanos() / (10 * S) * (10 * S) - 3603 * S;
+    let (first, last) = ingest_steady(&store, end);
     let q = format!("{CPU}{{service_name=\"steady\"}}");
     let per_window = 2 * SAMPLES as u64 * 10_000_000;
     let windows = ((last - first) / WINDOW) as u64;
@@ -253,4 +274,46 @@ fn a_profile_that_started_before_the_range_counts_in_its_first_step() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let tl = store.timeline(&q, t0 + 30 * S, t0 + 90 * S, 10).unwrap();
     assert_eq!(tl.samples, vec![tenth, tenth, tenth, 0, 0, 0]);
+}
+
+#[test]
+fn a_stopped_service_drops_to_zero_and_recent_steps_wait_for_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let now = kiln_store::now_nanos() / (10 * S) * (10 * S);
+    // 20 minutes of data that stopped 10 minutes ago.
+    let stopped = now - 10 * 60 * S;
+    let mut t = stopped - 20 * 60 * S;
+    while t < stopped {
+        store
+            .ingest(IngestRequest {
+                labels: vec![("service_name".into(), "stopped".into())],
+                profile: profile("x", SAMPLES),
+                from_nanos: t,
+                until_nanos: t + WINDOW,
+            })
+            .unwrap();
+        t += WINDOW;
+    }
+    let q = format!("{CPU}{{service_name=\"stopped\"}}");
+    let before = kiln_store::now_nanos();
+    let tl = store.timeline(&q, now - 15 * 60 * S, now, 10).unwrap();
+    let after = kiln_store::now_nanos();
+    let full = (SAMPLES * 10_000_000 * 10 / 15) as u64;
+    // 5 minutes of data, then zeros up to the steps that end within a window and the
+    // grace of now (those wait for data that may still arrive).
+    assert!(
+        tl.samples[..30].iter().all(|&v| v.abs_diff(full) <= 1),
+        "{:?}",
+        tl.samples
+    );
+    let zeros = &tl.samples[30..];
+    assert!(zeros.iter().all(|&v| v == 0), "{:?}", tl.samples);
+    let end = tl.start_time * S + tl.samples.len() as i64 * 10 * S;
+    let pending = WINDOW + 10 * S;
+    assert!(
+        end <= after - pending && end > before - pending - 10 * S,
+        "ends {} s before now",
+        (after - end) / S
+    );
 }
