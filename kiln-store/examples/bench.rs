@@ -313,7 +313,7 @@ fn main() {
     };
     let opts = RenderOptions::default();
     println!("flame graph of svc-0 (10 label sets), median of 5, render = tree + flamebearer (8192 nodes) + timeline:");
-    for (name, span) in ranges {
+    for &(name, span) in &ranges {
         let from = now - span;
         let mut with = Vec::new();
         let mut nodes = 0;
@@ -351,6 +351,37 @@ fn main() {
             median(with).as_secs_f64() * 1e3,
             median(tree_only).as_secs_f64() * 1e3,
             median(naive).as_secs_f64() * 1e3,
+        );
+    }
+    // Timelines alone (the tag explorer asks for group totals, the comparison view for a
+    // render with a few nodes): CPU time of this thread, which load from other processes
+    // distorts less than wall time.
+    println!(
+        "timelines of svc-0 at the default step, median of 21, CPU time of the querying thread:"
+    );
+    for &(name, span) in &ranges {
+        let from = now - span;
+        let mut timeline = Vec::new();
+        let mut groups = Vec::new();
+        let mut points = 0;
+        for _ in 0..21 {
+            let c = thread_cpu();
+            points = store
+                .timeline(q, from, now, 0)
+                .expect("timeline")
+                .samples
+                .len();
+            timeline.push(thread_cpu() - c);
+            let c = thread_cpu();
+            store
+                .group_totals(q, from, now, "pod", 0)
+                .expect("group totals");
+            groups.push(thread_cpu() - c);
+        }
+        println!(
+            "  {name:>4}: timeline {:>8.2} ms | group totals by pod {:>8.2} ms | {points} points",
+            median(timeline).as_secs_f64() * 1e3,
+            median(groups).as_secs_f64() * 1e3,
         );
     }
     store.close().expect("close");

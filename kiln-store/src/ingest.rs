@@ -90,6 +90,8 @@ pub fn normalize_labels(
 pub struct Prepared {
     pub profile: Profile,
     pub from: i64,
+    /// Nanoseconds the profile covers from `from` (0: a point in time).
+    pub duration: i64,
     /// Per sample type: `(profile type id, period)`.
     pub types: Vec<String>,
     pub period: i64,
@@ -215,6 +217,7 @@ pub fn prepare(req: IngestRequest, opts: &StoreOptions) -> Result<Prepared, Inva
         period: profile.period,
         profile,
         from: from_nanos,
+        duration: until_nanos - from_nanos,
         types,
         label_sets,
         sample_set,
@@ -267,6 +270,7 @@ mod tests {
             ]
         );
         assert_eq!(p.from, 5);
+        assert_eq!(p.duration, 10);
         assert_eq!(p.label_sets.len(), 2);
         assert_eq!(p.sample_set, vec![1, 0]);
         assert!(p.label_sets[1].contains(&("vehicle".into(), "car".into())));

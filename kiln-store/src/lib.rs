@@ -41,12 +41,13 @@
 //!
 //! | table | key → value |
 //! | --- | --- |
-//! | `meta` | `schema_version`, rollup watermarks |
+//! | `meta` | `schema_version`, rollup watermarks, longest raw row duration |
 //! | `strings`, `functions`, `locations`, `stacks` | dense `u32` id → interned symbol |
 //! | `profile_types`, `series` | id → type id and period / type and sorted labels |
 //! | `raw` | `(series, profile start ns)` → sample block |
 //! | `rollups` | `(level, series, bucket start)` → sample block; levels 5 min, 1 h, 1 d |
-//! | `totals` | `(level, series, time)` → sum of the block's values (timelines) |
+//! | `raw_totals` | `(series, profile start ns)` → (sum of the row's values, its duration) |
+//! | `totals` | `(level, series, bucket start)` → sum of the rollup block's values |
 //!
 //! A *sample block* is sorted `(stack id, value)` pairs, columnar, delta + varint
 //! encoded, values divided by their GCD (see [`codec`]): typically 2–3 bytes per pair.
@@ -69,7 +70,13 @@
 //! 5. [`flamebearer`] truncates to `max_nodes` (the lightest nodes of each parent merge
 //!    into "other") and encodes Pyroscope's flamebearer levels.
 //!
-//! Timelines read the `totals` table at the coarsest level whose bucket divides the step.
+//! Timelines read the `totals` table at the coarsest level whose bucket divides the step,
+//! and `raw_totals` elsewhere: a raw row's sum is spread over the steps its profile
+//! covers, `[start, start + duration)`, in proportion to the overlap
+//! ([`query::spread`]), so a step finer than the profiles (10 s steps, 15 s profiles)
+//! draws their rate rather than alternating full and empty steps. Trailing steps so
+//! recent that their data may still be on its way are left out
+//! ([`query::complete_points`]) instead of drawn as a drop at the right edge.
 //!
 //! # Maintenance
 //!

@@ -118,6 +118,83 @@ fn clamp(t: i64) -> i64 {
     t.clamp(0, MAX_TIME)
 }
 
+/// Longest time (ns) a raw row's value is spread over. A longer profile spreads over its
+/// first 5 minutes (the finest rollup bucket), which bounds how far back a timeline reads.
+pub const MAX_SPREAD_NANOS: i64 = 300 * NS;
+
+/// How long (ns) after its window ends a profile may still be on its way to the store.
+pub const ARRIVAL_GRACE_NANOS: i64 = 10 * NS;
+
+/// How many of a timeline's `points` steps of `step` ns from `start` to return. Trailing
+/// steps that end after the data read (`data_end`) and so recently that data may still
+/// arrive for them (the window being profiled now, ending up to `pending` ns from now, a
+/// push on its way) are left out: drawn, they would drop towards 0 at the right edge and
+/// fill in later. Older steps without data stay, as zeros: the service stopped.
+pub fn complete_points(
+    start: i64,
+    step: i64,
+    points: usize,
+    data_end: i64,
+    now: i64,
+    pending: i64,
+) -> usize {
+    let keep_until = data_end.max(now.saturating_sub(pending + ARRIVAL_GRACE_NANOS));
+    if keep_until <= start {
+        return 0;
+    }
+    (((keep_until - start) / step) as usize).min(points)
+}
+
+/// Adds `value`, spread evenly over `[t, t + duration)`, to the `points` buckets of `step`
+/// ns from `start`, each in proportion to its overlap; parts outside the buckets are
+/// dropped. The parts are differences of one rounded-down cumulative share, so a profile
+/// inside the buckets adds exactly `value`. A duration of 0 is a point in time: all of
+/// it goes to the bucket holding `t`. Durations are capped at [`MAX_SPREAD_NANOS`].
+pub fn spread(
+    start: i64,
+    step: i64,
+    points: usize,
+    t: i64,
+    duration: i64,
+    value: u64,
+    mut add: impl FnMut(usize, u64),
+) {
+    let end = start.saturating_add(step.saturating_mul(points as i64));
+    let d = duration.clamp(0, MAX_SPREAD_NANOS);
+    if d == 0 {
+        if (start..end).contains(&t) {
+            add(((t - start) / step) as usize, value);
+        }
+        return;
+    }
+    let (lo, hi) = (t.max(start), t.saturating_add(d).min(end));
+    // Share of the value in `[t, x)`, rounded down; 128-bit only when 64 bits overflow.
+    let share = |x: i64| {
+        let (part, d) = ((x - t) as u64, d as u64);
+        if part >= d {
+            value
+        } else if part == 0 {
+            0
+        } else {
+            match value.checked_mul(part) {
+                Some(p) => p / d,
+                None => (u128::from(value) * u128::from(part) / u128::from(d)) as u64,
+            }
+        }
+    };
+    let mut i = ((lo - start) / step) as usize;
+    let mut a = lo;
+    let mut before = share(a);
+    while a < hi {
+        let b = (start + (i as i64 + 1) * step).min(hi);
+        let upto = share(b);
+        if upto > before {
+            add(i, upto - before);
+        }
+        (a, before, i) = (b, upto, i + 1);
+    }
+}
+
 impl Store {
     /// Profile type ids present, sorted.
     pub fn profile_types(&self) -> Vec<String> {
@@ -343,8 +420,41 @@ impl Store {
         Ok(tb.build())
     }
 
+    /// How far before a timeline's range raw rows may start and still reach into it.
+    fn lookback(&self) -> i64 {
+        self.max_raw_duration
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .clamp(0, MAX_SPREAD_NANOS)
+    }
+
+    /// Series with rows that may count in a timeline of `[from, until)` at `step_secs`:
+    /// its buckets are wider than the range by up to a step, and rows that started up to
+    /// [`Store::lookback`] before reach into them.
+    fn timeline_series(
+        &self,
+        sel: &Selection,
+        t: u32,
+        from: i64,
+        until: i64,
+        step_secs: i64,
+    ) -> Vec<u32> {
+        let margin = step_secs.max(1).saturating_mul(NS);
+        self.select(
+            sel,
+            t,
+            from.saturating_sub(margin + self.lookback()),
+            until.saturating_add(margin),
+        )
+    }
+
     /// Totals per step (seconds) over `[floor(from), ceil(until))` for `series`, plus
-    /// the timeline of each group when `group_of` maps series to group indices.
+    /// the timeline of each group when `groups` maps series to group indices.
+    ///
+    /// A raw row's value is spread over the buckets its profile covers
+    /// (`[start, start + duration)`, see [`spread`]), so a step finer than the profiles
+    /// shows their rate instead of alternating full and empty buckets. Rollup buckets are
+    /// read only when they fit whole in a step and go to the step holding them. Recent
+    /// steps that data may still arrive for are left out ([`complete_points`]).
     fn totals(
         &self,
         series: &[u32],
@@ -370,30 +480,72 @@ impl Store {
                 wms[level as usize - 1] = 0;
             }
         }
-        let spans = plan(start, end, &wms);
+        let mut spans = plan(start, end, &wms);
+        // Raw rows that started before the range and reach into it (no rollup bucket
+        // before `start` is read, so nothing counts twice).
+        let lookback = self.lookback();
+        if lookback > 0 {
+            spans.push(rollup::Span {
+                level: 0,
+                lo: start - lookback,
+                hi: start,
+            });
+        }
         let db = self.db()?;
         let txn = db.begin_read()?;
         let totals = txn.open_table(schema::TOTALS)?;
+        let raw_totals = txn.open_table(schema::RAW_TOTALS)?;
         let mut all = vec![0u64; points];
         let mut per_group = vec![vec![0u64; points]; ngroups];
+        // Where the raw rows read end (a point in time ends with its step).
+        let mut data_end = i64::MIN;
         for (i, &s) in series.iter().enumerate() {
+            let mut group = groups.get(i).map(|&g| &mut per_group[g]);
+            let mut add = |p: usize, v: u64| {
+                all[p] = all[p].saturating_add(v);
+                if let Some(g) = group.as_mut() {
+                    g[p] = g[p].saturating_add(v);
+                }
+            };
             for sp in &spans {
-                for row in totals.range((sp.level, s, sp.lo)..(sp.level, s, sp.hi))? {
-                    let (k, v) = row?;
-                    let p = ((k.value().2 - start) / step) as usize;
-                    if p < points {
-                        all[p] = all[p].saturating_add(v.value());
-                        if let Some(&g) = groups.get(i) {
-                            per_group[g][p] = per_group[g][p].saturating_add(v.value());
+                if sp.level == 0 {
+                    for row in raw_totals.range((s, sp.lo)..(s, sp.hi))? {
+                        let (k, v) = row?;
+                        let (value, duration) = v.value();
+                        let t = k.value().1;
+                        spread(start, step, points, t, duration, value, &mut add);
+                        let end = match duration.clamp(0, MAX_SPREAD_NANOS) {
+                            0 => rollup::floor(t - start, step) + step + start,
+                            d => t + d,
+                        };
+                        data_end = data_end.max(end);
+                    }
+                } else {
+                    for row in totals.range((sp.level, s, sp.lo)..(sp.level, s, sp.hi))? {
+                        let (k, v) = row?;
+                        let p = ((k.value().2 - start) / step) as usize;
+                        if p < points {
+                            add(p, v.value());
                         }
                     }
                 }
             }
         }
-        let tl = |samples| Timeline {
-            start_time: start / NS,
-            samples,
-            duration_delta: step / NS,
+        let keep = complete_points(
+            start,
+            step,
+            points,
+            data_end,
+            crate::ingest::now_nanos(),
+            lookback,
+        );
+        let tl = |mut samples: Vec<u64>| {
+            samples.truncate(keep);
+            Timeline {
+                start_time: start / NS,
+                samples,
+                duration_delta: step / NS,
+            }
         };
         Ok((tl(all), per_group.into_iter().map(tl).collect()))
     }
@@ -402,12 +554,12 @@ impl Store {
     pub fn timeline(&self, query: &str, from: i64, until: i64, step_secs: i64) -> Result<Timeline> {
         Self::check_range(from, until)?;
         let (sel, t) = self.require_type(query)?;
-        let series = self.select(&sel, t, from, until);
         let step = if step_secs > 0 {
             step_secs
         } else {
             default_step(from, until)
         };
+        let series = self.timeline_series(&sel, t, from, until, step);
         Ok(self.totals(&series, &[], 0, from, until, step)?.0)
     }
 
@@ -422,7 +574,12 @@ impl Store {
     ) -> Result<GroupTotals> {
         Self::check_range(from, until)?;
         let (sel, t) = self.require_type(query)?;
-        let series = self.select(&sel, t, from, until);
+        let step = if step_secs > 0 {
+            step_secs
+        } else {
+            default_step(from, until)
+        };
+        let series = self.timeline_series(&sel, t, from, until, step);
         let (names, groups) = {
             let idx = read(&self.index);
             let mut names: Vec<String> = Vec::new();
@@ -442,11 +599,6 @@ impl Store {
                 })
                 .collect();
             (names, groups)
-        };
-        let step = if step_secs > 0 {
-            step_secs
-        } else {
-            default_step(from, until)
         };
         let (all, per) = self.totals(&series, &groups, names.len(), from, until, step)?;
         let mut out: Vec<GroupTotal> = names
@@ -516,20 +668,18 @@ impl Store {
         } else {
             default_step(from, until)
         };
-        let timeline;
-        let mut groups = None;
-        if let Some(g) = &opts.group_by {
-            let gt = self.group_totals(query, from, until, g, step)?;
-            timeline = self.totals(&series, &[], 0, from, until, step)?.0;
-            groups = Some(
-                gt.groups
+        let timeline_series = self.timeline_series(&sel, t, from, until, step);
+        let timeline = self.totals(&timeline_series, &[], 0, from, until, step)?.0;
+        let groups = match &opts.group_by {
+            Some(g) => Some(
+                self.group_totals(query, from, until, g, step)?
+                    .groups
                     .into_iter()
                     .map(|g| (g.value, g.timeline))
                     .collect(),
-            );
-        } else {
-            timeline = self.totals(&series, &[], 0, from, until, step)?.0;
-        }
+            ),
+            None => None,
+        };
         Ok(SingleRender {
             version: 1,
             flamebearer: flamebearer::single(&tree, opts.max_nodes),
@@ -561,8 +711,9 @@ impl Store {
                 meta = Some(self.metadata(t, &series, "double"));
             }
             let step = default_step(q.from_nanos, q.until_nanos);
+            let timeline_series = self.timeline_series(&sel, t, q.from_nanos, q.until_nanos, step);
             timelines.push(
-                self.totals(&series, &[], 0, q.from_nanos, q.until_nanos, step)?
+                self.totals(&timeline_series, &[], 0, q.from_nanos, q.until_nanos, step)?
                     .0,
             );
         }
@@ -617,6 +768,83 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `spread` into 4 buckets of 10 s from t=100 s.
+    fn spread4(t_secs: i64, duration_secs: i64, value: u64) -> Vec<u64> {
+        let mut out = vec![0u64; 4];
+        spread(
+            100 * NS,
+            10 * NS,
+            4,
+            t_secs * NS,
+            duration_secs * NS,
+            value,
+            |i, v| out[i] += v,
+        );
+        out
+    }
+
+    #[test]
+    fn spread_aligned_straddling_and_long_profiles() {
+        // Exactly one bucket.
+        assert_eq!(spread4(110, 10, 90), vec![0, 90, 0, 0]);
+        // Straddling two buckets: 10 s in one, 5 s in the next.
+        assert_eq!(spread4(100, 15, 90), vec![60, 30, 0, 0]);
+        assert_eq!(spread4(115, 15, 90), vec![0, 30, 60, 0]);
+        // Longer than a bucket: 25 s from 105 s covers 5 + 10 + 10 s.
+        assert_eq!(spread4(105, 25, 100), vec![20, 40, 40, 0]);
+        // A point in time (no duration) lands in the bucket holding it.
+        assert_eq!(spread4(129, 0, 7), vec![0, 0, 7, 0]);
+        // Parts outside the buckets are dropped: 5 s before, 5 s after.
+        assert_eq!(spread4(95, 10, 10), vec![5, 0, 0, 0]);
+        assert_eq!(spread4(135, 10, 10), vec![0, 0, 0, 5]);
+        assert_eq!(spread4(140, 10, 10), vec![0; 4]);
+        assert_eq!(spread4(80, 10, 10), vec![0; 4]);
+        // Longer than MAX_SPREAD_NANOS: spread over its first 5 minutes only.
+        let mut out = vec![0u64; 40];
+        spread(0, 10 * NS, 40, 0, 3600 * NS, 300, |i, v| out[i] += v);
+        assert_eq!(&out[..30], &[10; 30]);
+        assert_eq!(&out[30..], &[0; 10]);
+    }
+
+    #[test]
+    fn recent_steps_without_data_yet_are_left_out() {
+        let now = 1000 * NS;
+        // 10 s steps from 900 s; 15 s profiles, the last one ended at 994 s.
+        let keep = |data_end| complete_points(900 * NS, 10 * NS, 11, data_end, now, 15 * NS);
+        // Steps up to 990 s are whole; 990..1000 holds 4 s of data, more is on its way.
+        assert_eq!(keep(994 * NS), 9);
+        // Data ended at 950 s: the steps after it hold zeros (it stopped), except those
+        // that end within the last 15 + 10 s (still pending).
+        assert_eq!(keep(950 * NS), 7);
+        // No data at all, or a range in the past: as before.
+        assert_eq!(keep(i64::MIN), 7);
+        assert_eq!(complete_points(0, 10 * NS, 6, i64::MIN, now, 15 * NS), 6);
+        // A range that ends in the future stops at the data's end.
+        assert_eq!(
+            complete_points(990 * NS, 10 * NS, 100, 1000 * NS, now, 0),
+            1
+        );
+        assert_eq!(complete_points(990 * NS, 10 * NS, 100, i64::MIN, now, 0), 0);
+    }
+
+    #[test]
+    fn spread_preserves_totals_with_rounding() {
+        // Odd values and durations over many offsets: the parts always sum to the value
+        // of a profile inside the buckets, and no part is more than one off its share.
+        for value in [1u64, 7, 999, 1_000_000_007, u64::MAX / 3] {
+            for (t, d) in [(1, 3), (3, 17), (7, 29), (11, 13), (2, 38)] {
+                let mut out = vec![0u64; 5];
+                spread(0, 10 * NS, 5, t * NS, d * NS, value, |i, v| out[i] += v);
+                assert_eq!(out.iter().sum::<u64>(), value, "value {value} t {t} d {d}");
+                for (i, &o) in out.iter().enumerate() {
+                    let (lo, hi) = ((i as i64 * 10).max(t), ((i as i64 + 1) * 10).min(t + d));
+                    let exact = value as f64 * (hi - lo).max(0) as f64 / d as f64;
+                    assert!((o as f64 - exact).abs() <= 1.0 + exact * 1e-12, "{out:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn steps_and_units() {

@@ -16,6 +16,7 @@ pub fn delete_before(txn: &WriteTransaction, index: &SeriesIndex, cutoff: i64) -
     let mut raw = txn.open_table(schema::RAW)?;
     let mut rollups = txn.open_table(schema::ROLLUPS)?;
     let mut totals = txn.open_table(schema::TOTALS)?;
+    let mut raw_totals = txn.open_table(schema::RAW_TOTALS)?;
     let mut deleted = 0u64;
     for (id, s) in index.series.iter().enumerate() {
         let id = id as u32;
@@ -27,7 +28,7 @@ pub fn delete_before(txn: &WriteTransaction, index: &SeriesIndex, cutoff: i64) -
             false
         };
         raw.retain_in((id, i64::MIN)..(id, cutoff), |k, v| count(k, v))?;
-        totals.retain_in((0u8, id, i64::MIN)..(0u8, id, cutoff), |_, _| false)?;
+        raw_totals.retain_in((id, i64::MIN)..(id, cutoff), |_, _| false)?;
         for level in 1..=3u8 {
             let end = cutoff - rollup::size(level) + 1;
             rollups.retain_in((level, id, i64::MIN)..(level, id, end), |_, _| {

@@ -2,10 +2,11 @@
 
 use redb::TableDefinition;
 
-/// Bumped when the on-disk layout changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped when the on-disk layout changes incompatibly. Version 1 kept raw totals in
+/// `totals` (level 0), without durations; [`crate::Store::open`] migrates it.
+pub const SCHEMA_VERSION: u64 = 2;
 
-/// `key -> value` settings: `schema_version`, `watermark.<level>`.
+/// `key -> value` settings: `schema_version`, `watermark.<level>`, `max_raw_duration`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Interned strings: `id -> text`. Id 0 is "".
 pub const STRINGS: TableDefinition<u32, &str> = TableDefinition::new("strings");
@@ -23,10 +24,18 @@ pub const SERIES: TableDefinition<u32, &[u8]> = TableDefinition::new("series");
 pub const RAW: TableDefinition<(u32, i64), &[u8]> = TableDefinition::new("raw");
 /// Rollups: `(level, series, bucket start ns) -> sample block` (levels 1..).
 pub const ROLLUPS: TableDefinition<(u8, u32, i64), &[u8]> = TableDefinition::new("rollups");
-/// Totals of rows, for timelines: `(level, series, time ns) -> sum of values` (level 0: raw).
+/// Totals of rollup buckets, for timelines: `(level, series, bucket start ns) -> sum of
+/// values` (levels 1..).
 pub const TOTALS: TableDefinition<(u8, u32, i64), u64> = TableDefinition::new("totals");
+/// Totals of raw rows, for timelines: `(series, start time ns) -> (sum of values, duration
+/// ns)`. The duration is the longest of the profiles merged into the row (0: unknown, a
+/// point in time); timelines spread the sum over `[start, start + duration)`.
+pub const RAW_TOTALS: TableDefinition<(u32, i64), (u64, i64)> = TableDefinition::new("raw_totals");
 
 pub const KEY_SCHEMA: &str = "schema_version";
+/// Longest duration of any raw row ingested (ns): how far back a timeline looks for rows
+/// that started before its range but reach into it.
+pub const KEY_MAX_RAW_DURATION: &str = "max_raw_duration";
 
 pub fn watermark_key(level: usize) -> String {
     format!("watermark.{level}")

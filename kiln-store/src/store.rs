@@ -2,7 +2,7 @@
 //! compaction) and closing. Queries are in [`crate::query`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -92,6 +92,8 @@ pub struct Store {
     pub(crate) symbols: RwLock<Symbols>,
     pub(crate) index: RwLock<SeriesIndex>,
     pub(crate) watermarks: RwLock<[i64; 3]>,
+    /// Longest duration of any raw row (ns), persisted as `max_raw_duration`.
+    pub(crate) max_raw_duration: AtomicI64,
     pub(crate) opts: StoreOptions,
     queue: Mutex<Vec<Job>>,
     write_lock: Mutex<()>,
@@ -136,6 +138,11 @@ impl Store {
                         meta.insert(schema::KEY_SCHEMA, schema::SCHEMA_VERSION)?;
                     }
                     Some(schema::SCHEMA_VERSION) => {}
+                    Some(1) => {
+                        let moved = migrate_raw_totals(&txn)?;
+                        log::info!("kiln-store: migrated {moved} raw totals to schema 2");
+                        meta.insert(schema::KEY_SCHEMA, schema::SCHEMA_VERSION)?;
+                    }
                     Some(other) => {
                         return Err(StoreError::Corrupt {
                             table: "meta",
@@ -153,10 +160,11 @@ impl Store {
                 txn.open_table(schema::RAW)?;
                 txn.open_table(schema::ROLLUPS)?;
                 txn.open_table(schema::TOTALS)?;
+                txn.open_table(schema::RAW_TOTALS)?;
             }
             txn.commit()?;
         }
-        let (symbols, index, watermarks) = {
+        let (symbols, index, watermarks, max_raw_duration) = {
             let txn = db.begin_read()?;
             let symbols = Symbols::load(&txn)?;
             let index = SeriesIndex::load(&txn)?;
@@ -167,7 +175,10 @@ impl Store {
                     .get(schema::watermark_key(l + 1).as_str())?
                     .map_or(0, |g| g.value() as i64);
             }
-            (symbols, index, wm)
+            let max_raw_duration = meta
+                .get(schema::KEY_MAX_RAW_DURATION)?
+                .map_or(0, |g| g.value() as i64);
+            (symbols, index, wm, max_raw_duration)
         };
         log::info!(
             "kiln-store: opened {} ({} series, {} stacks)",
@@ -181,6 +192,7 @@ impl Store {
             symbols: RwLock::new(symbols),
             index: RwLock::new(index),
             watermarks: RwLock::new(watermarks),
+            max_raw_duration: AtomicI64::new(max_raw_duration),
             opts,
             queue: Mutex::new(Vec::new()),
             write_lock: Mutex::new(()),
@@ -257,6 +269,7 @@ impl Store {
                 let r = (|| -> Result<()> {
                     let mut tables = Tables {
                         raw: txn.open_table(schema::RAW)?,
+                        raw_totals: txn.open_table(schema::RAW_TOTALS)?,
                         rollups: txn.open_table(schema::ROLLUPS)?,
                         totals: txn.open_table(schema::TOTALS)?,
                     };
@@ -295,7 +308,8 @@ impl Store {
                 })();
                 let r = r.and_then(|()| {
                     sym.persist_since(sym_mark, &txn)?;
-                    idx.persist_since(idx_mark, &txn)
+                    idx.persist_since(idx_mark, &txn)?;
+                    self.persist_max_duration(&jobs, &txn)
                 });
                 if let Err(e) = r {
                     sym.rollback(sym_mark);
@@ -336,6 +350,29 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Raises `max_raw_duration` to the longest profile of `jobs` (one lookup per commit).
+    /// The in-memory value may run ahead of a failed commit: a longer look-back only costs
+    /// a few reads.
+    fn persist_max_duration(&self, jobs: &[Job], txn: &redb::WriteTransaction) -> Result<()> {
+        let longest = jobs
+            .iter()
+            .flat_map(|j| &j.batch)
+            .map(|p| p.duration)
+            .max()
+            .unwrap_or(0);
+        if longest > 0 {
+            let mut meta = txn.open_table(schema::META)?;
+            let stored = meta
+                .get(schema::KEY_MAX_RAW_DURATION)?
+                .map_or(0, |g| g.value() as i64);
+            if longest > stored {
+                meta.insert(schema::KEY_MAX_RAW_DURATION, longest as u64)?;
+            }
+            self.max_raw_duration.fetch_max(longest, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The series of each `(label set, sample type)` of `p` that has a non-zero value,
@@ -492,7 +529,14 @@ impl Store {
                 key,
                 encode_block(merged.as_ref().unwrap_or(&pairs)).as_slice(),
             )?;
-            add_total(&mut t.totals, (0, series, time), total)?;
+            let (old_total, old_duration) = t.raw_totals.get(key)?.map_or((0, 0), |g| g.value());
+            t.raw_totals.insert(
+                key,
+                (
+                    old_total.saturating_add(total),
+                    old_duration.max(p.duration),
+                ),
+            )?;
             // Late data for buckets already rolled up goes into them directly.
             for level in 1..=3u8 {
                 let bucket = rollup::floor(time, rollup::size(level));
@@ -687,6 +731,7 @@ impl std::ops::Deref for DbGuard<'_> {
 
 struct Tables<'t> {
     raw: Table<'t, (u32, i64), &'static [u8]>,
+    raw_totals: Table<'t, (u32, i64), (u64, i64)>,
     rollups: Table<'t, (u8, u32, i64), &'static [u8]>,
     totals: Table<'t, (u8, u32, i64), u64>,
 }
@@ -695,6 +740,23 @@ fn add_total(t: &mut Table<'_, (u8, u32, i64), u64>, key: (u8, u32, i64), v: u64
     let old = t.get(key)?.map_or(0, |g| g.value());
     t.insert(key, old.saturating_add(v))?;
     Ok(())
+}
+
+/// Schema 1 → 2: raw totals move from level 0 of `totals` to `raw_totals`, with an unknown
+/// duration (0: drawn as a point in time, as schema 1 did).
+fn migrate_raw_totals(txn: &redb::WriteTransaction) -> Result<u64> {
+    let mut totals = txn.open_table(schema::TOTALS)?;
+    let mut raw_totals = txn.open_table(schema::RAW_TOTALS)?;
+    let level0 = (0u8, 0u32, i64::MIN)..=(0u8, u32::MAX, i64::MAX);
+    let mut moved = 0;
+    for row in totals.range(level0.clone())? {
+        let (k, v) = row?;
+        let (_, series, time) = k.value();
+        raw_totals.insert((series, time), (v.value(), 0))?;
+        moved += 1;
+    }
+    totals.retain_in(level0, |_, _| false)?;
+    Ok(moved)
 }
 
 fn write_watermarks(txn: &redb::WriteTransaction, wms: &[i64; 3]) -> Result<()> {

@@ -315,6 +315,8 @@ fn data_survives_reopen_and_retention_deletes_old_rows() {
     let rep = store.maintain(t0 + 3 * 86400 * S).unwrap();
     assert!(rep.deleted_rows > 0);
     assert_eq!(store.tree(SAMPLES, t0, t0 + 3600 * S).unwrap().total(0), 0);
+    let tl = store.timeline(SAMPLES, t0, t0 + 3600 * S, 10).unwrap();
+    assert_eq!(tl.samples.iter().sum::<u64>(), 0, "raw totals deleted too");
     // Still usable.
     seed(&store, t0 + 3 * 86400 * S);
     assert_eq!(
@@ -445,4 +447,60 @@ fn concurrent_ingest_group_commits() {
         100
     );
     assert_eq!(store.stats().ingested_profiles, 100);
+}
+
+#[test]
+fn schema_1_store_is_migrated_and_its_raw_totals_kept() {
+    use redb::{ReadableDatabase, ReadableTable};
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000 * S;
+    {
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        seed(&store, t0);
+        store.close().unwrap();
+    }
+    // Rewrite the file into schema 1's layout: raw totals at level 0 of `totals`, no
+    // durations, no `raw_totals` table.
+    {
+        let db = redb::Database::open(dir.path().join("kiln.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let raw_totals = txn.open_table(schema::RAW_TOTALS).unwrap();
+            let mut totals = txn.open_table(schema::TOTALS).unwrap();
+            for row in raw_totals.iter().unwrap() {
+                let (k, v) = row.unwrap();
+                let (series, time) = k.value();
+                totals.insert((0u8, series, time), v.value().0).unwrap();
+            }
+            let mut meta = txn.open_table(schema::META).unwrap();
+            meta.insert(schema::KEY_SCHEMA, 1).unwrap();
+            meta.remove(schema::KEY_MAX_RAW_DURATION).unwrap();
+        }
+        txn.delete_table(schema::RAW_TOTALS).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    // Schema 1 knew no durations: its rows stay points in time, none is lost.
+    let tl = store.timeline(SAMPLES, t0, t0 + 60 * S, 10).unwrap();
+    assert_eq!(tl.samples, vec![10; 6]);
+    // 30 s steps start 20 s before t0: rows t0 | t0+10..t0+30 | t0+40, t0+50.
+    let tl = store.timeline(SAMPLES, t0, t0 + 60 * S, 30).unwrap();
+    assert_eq!(tl.samples, vec![10, 30, 20]);
+    store.close().unwrap();
+    let db = redb::Database::open(dir.path().join("kiln.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(schema::META).unwrap();
+    assert_eq!(
+        meta.get(schema::KEY_SCHEMA).unwrap().unwrap().value(),
+        schema::SCHEMA_VERSION
+    );
+    let totals = txn.open_table(schema::TOTALS).unwrap();
+    assert_eq!(
+        totals
+            .range((0u8, 0u32, i64::MIN)..=(0u8, u32::MAX, i64::MAX))
+            .unwrap()
+            .count(),
+        0,
+        "level 0 moved out of totals"
+    );
 }

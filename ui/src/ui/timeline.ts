@@ -87,7 +87,7 @@ export class TimelineChart {
     const unit = this.unit;
     const steps = this.series.map((s) => s.timeline.durationDelta || 10);
     // Plot rates (CPU cores) so that uPlot picks round ticks in the displayed unit.
-    const data = [raw[0], ...raw.slice(1).map((ys, i) => { const f = timelineFactor(unit, steps[i]); return ys.map((v) => v * f); })];
+    const data = [raw[0], ...raw.slice(1).map((ys, i) => { const f = timelineFactor(unit, steps[i]); return ys.map((v) => (v == null ? null : v * f)); })];
     this.caption.textContent = this.series.length ? axisCaption(unit) : '';
     this.tip.hidden = true;
     const highlights = () => this.highlights;
@@ -123,6 +123,8 @@ export class TimelineChart {
             width: 1.5,
             fill: fill ? color + '33' : undefined,
             points: { show: false },
+            // Null only where another series has a point between two of this one's steps.
+            spanGaps: true,
           } as uPlot.Series;
         }),
       ],
@@ -153,14 +155,17 @@ export class TimelineChart {
     this.plot = new uPlot(opts, data as uPlot.AlignedData, this.chart);
   }
 
-  private showTip(u: uPlot, raw: number[][], steps: number[]): void {
+  private showTip(u: uPlot, raw: ReturnType<typeof alignTimelines>, steps: number[]): void {
     const i = u.cursor.idx;
     const left = u.cursor.left ?? -1;
     if (i == null || left < 0 || !this.series.length || u.select.width > 0) {
       this.tip.hidden = true;
       return;
     }
-    const lines = this.series.map((s, k) => pointLines([{ label: s.label, raw: raw[k + 1][i] }], this.unit, steps[k])[0]);
+    const lines = this.series.flatMap((s, k) => {
+      const v = raw[k + 1][i];
+      return v == null ? [] : pointLines([{ label: s.label, raw: v }], this.unit, steps[k]);
+    });
     const head = document.createElement('div');
     head.className = 'tl-tip-time';
     head.textContent = fmtDate(raw[0][i]);
