@@ -7,10 +7,12 @@
 //! - symbolizer: `symbolizer_lookups_total{result="hit|miss"}`, `symbolizer_cache_hit_ratio`,
 //!   `symbolizer_cache_entries`;
 //! - processes and targets: `processes_tracked`, `binaries_open`, `targets_cached`,
-//!   `targets_discovered_total`, `targets_dropped_total`, `target_lookups_failed_total{reason}`;
+//!   `targets_discovered_total`, `targets_evicted_total`, `targets_dropped_total`,
+//!   `target_lookups_failed_total{reason}`;
 //! - windows: `windows_collected_total`, `windows_dropped_total`, `window_series`,
 //!   `samples_exported_total`, `samples_labeled_after_exit_total`, `samples_unlabeled_total`,
-//!   `samples_relabel_dropped_total`,
+//!   `samples_relabel_dropped_total`, `series_limited_total`,
+//!   `samples_series_limited_total`, `series_known`,
 //!   `collect_errors_total`, `last_collect_timestamp_seconds`;
 //! - per exporter (`exporter`, `destination` labels): `exporter_windows_exported_total`,
 //!   `exporter_profiles_exported_total`, `exporter_bytes_exported_total`,
@@ -84,6 +86,11 @@ pub struct AgentMetrics {
     pub samples_labeled_after_exit: AtomicU64,
     pub samples_unlabeled: AtomicU64,
     pub samples_relabel_dropped: AtomicU64,
+    /// New series refused by the per-window cap, and their samples.
+    pub series_limited: AtomicU64,
+    pub samples_series_limited: AtomicU64,
+    /// Series the cap remembers as recently seen.
+    pub series_known: AtomicU64,
     pub exporters: Mutex<Vec<ExporterView>>,
     /// The Kubernetes metadata watcher, with `--kubernetes`.
     kube: OnceLock<Arc<KubeMetadata>>,
@@ -106,6 +113,9 @@ impl AgentMetrics {
             samples_labeled_after_exit: AtomicU64::new(0),
             samples_unlabeled: AtomicU64::new(0),
             samples_relabel_dropped: AtomicU64::new(0),
+            series_limited: AtomicU64::new(0),
+            samples_series_limited: AtomicU64::new(0),
+            series_known: AtomicU64::new(0),
             exporters: Mutex::default(),
             kube: OnceLock::new(),
         }
@@ -254,6 +264,11 @@ impl AgentMetrics {
             snap.discovery.cache_misses,
         );
         m.counter(
+            "kiln_targets_evicted_total",
+            "Cached labels evicted because the label cache was full.",
+            snap.discovery.evicted,
+        );
+        m.counter(
             "kiln_targets_dropped_total",
             "Processes excluded by relabel rules.",
             snap.discovery.dropped,
@@ -308,6 +323,21 @@ impl AgentMetrics {
             "kiln_samples_relabel_dropped_total",
             "Samples of processes excluded by relabel rules.",
             self.samples_relabel_dropped.load(Relaxed),
+        );
+        m.counter(
+            "kiln_series_limited_total",
+            "New series refused by --max-new-series-per-window.",
+            self.series_limited.load(Relaxed),
+        );
+        m.counter(
+            "kiln_samples_series_limited_total",
+            "Samples of new series refused by --max-new-series-per-window.",
+            self.samples_series_limited.load(Relaxed),
+        );
+        m.gauge(
+            "kiln_series_known",
+            "Series exported in the last 10 minutes (what the new-series cap remembers).",
+            self.series_known.load(Relaxed),
         );
         m.counter(
             "kiln_collect_errors_total",
