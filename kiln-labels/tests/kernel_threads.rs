@@ -72,7 +72,10 @@ fn real_kernel_threads_are_one_service_with_bounded_kinds() {
         "kinds {kinds:?} vs names {comms:?}"
     );
     assert_eq!(series.len(), kinds.len());
-    assert!(kinds.contains("kworker") || kinds.contains("ksoftirqd"), "{kinds:?}");
+    assert!(
+        kinds.contains("kworker") || kinds.contains("ksoftirqd"),
+        "{kinds:?}"
+    );
 }
 
 /// A copy of `sleep` in a memfd named `name`, executed through `/proc/self/fd/<fd>`:

@@ -18,6 +18,7 @@
 //!   `exporter_profiles_exported_total`, `exporter_bytes_exported_total`,
 //!   `exporter_failed_attempts_total`, `exporter_retries_total`,
 //!   `exporter_windows_dropped_total{reason}`, `exporter_profiles_dropped_total{reason}`,
+//!   `exporter_profiles_rejected_total{cause}` (refused for good, never retried),
 //!   `exporter_queue_windows`, `exporter_queue_bytes`, `exporter_queue_capacity_windows`,
 //!   `exporter_queue_capacity_bytes`;
 //! - the agent process: `process_cpu_seconds_total`, `process_resident_memory_bytes`;
@@ -463,6 +464,24 @@ impl AgentMetrics {
                         v.load(Relaxed),
                     );
                 }
+            }
+        }
+        m.header(
+            "kiln_exporter_profiles_rejected_total",
+            "counter",
+            "Profiles the destination refused for good (dropped at once, not retried), by cause.",
+        );
+        for e in exporters.iter() {
+            for (cause, n) in e.stats.rejected_by_cause() {
+                m.line(
+                    "kiln_exporter_profiles_rejected_total",
+                    &[
+                        ("exporter", e.kind),
+                        ("destination", &e.destination),
+                        ("cause", cause),
+                    ],
+                    n,
+                );
             }
         }
         drop(exporters);
