@@ -5,7 +5,8 @@
 //! - sampler: `samples_recorded_total`, `samples_lost_total{cause}` (one series per loss
 //!   counter of the eBPF side), `sampler_events_total{kind}` (the non-loss counters);
 //! - symbolizer: `symbolizer_lookups_total{result="hit|miss"}`, `symbolizer_cache_hit_ratio`,
-//!   `symbolizer_cache_entries`;
+//!   `symbolizer_cache_entries`, `symbolizer_cache_evicted_total`, `go_binaries_cached`,
+//!   `go_binaries_evicted_total`;
 //! - processes and targets: `processes_tracked`, `binaries_open`, `targets_cached`,
 //!   `targets_discovered_total`, `targets_evicted_total`, `targets_dropped_total`,
 //!   `target_lookups_failed_total{reason}`;
@@ -61,6 +62,9 @@ pub struct Snapshot {
     pub binaries: usize,
     pub targets_cached: usize,
     pub discovery: DiscoveryStats,
+    /// Go detection results cached, and dropped because that cache was full.
+    pub go_binaries_cached: usize,
+    pub go_binaries_evicted: u64,
 }
 
 pub struct ExporterView {
@@ -208,6 +212,7 @@ impl AgentMetrics {
             hits: 0,
             misses: 0,
             cached: 0,
+            evicted: 0,
         });
         m.header(
             "kiln_symbolizer_lookups_total",
@@ -243,6 +248,21 @@ impl AgentMetrics {
             "kiln_symbolizer_cache_entries",
             "Symbolized addresses cached.",
             sym.cached as u64,
+        );
+        m.counter(
+            "kiln_symbolizer_cache_evicted_total",
+            "Symbolized addresses dropped because the cache was full.",
+            sym.evicted,
+        );
+        m.gauge(
+            "kiln_go_binaries_cached",
+            "Executables whose Go runtime detection result is cached.",
+            snap.go_binaries_cached as u64,
+        );
+        m.counter(
+            "kiln_go_binaries_evicted_total",
+            "Go detection results dropped because that cache was full.",
+            snap.go_binaries_evicted,
         );
         m.gauge(
             "kiln_processes_tracked",

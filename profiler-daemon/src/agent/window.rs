@@ -178,6 +178,7 @@ impl WindowLoop<'_> {
             snap.sampler = s;
         }
         snap.symbolizer = Some(self.collector.symbolizer_stats());
+        (snap.go_binaries_cached, snap.go_binaries_evicted) = self.collector.go_cache_stats();
         snap.processes = self.collector.procs.len();
         snap.binaries = self.collector.procs.binaries.len();
         snap.targets_cached = self.discoverer.cached();

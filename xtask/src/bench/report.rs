@@ -317,17 +317,30 @@ reads its numbers against the goals, including where Kiln misses them.
 ";
 
 pub(super) fn write_doc(path: &Path, section: &str) -> anyhow::Result<()> {
+    write_doc_section(path, BEGIN, END, "## Sampler (kiln record)", section)
+}
+
+/// Replaces the generated block between `begin` and `end` in the doc at `path`, or, the
+/// first time, inserts `section` right under the `heading` line (appending the heading
+/// when there is none).
+pub(super) fn write_doc_section(
+    path: &Path,
+    begin: &str,
+    end: &str,
+    heading: &str,
+    section: &str,
+) -> anyhow::Result<()> {
     let mut doc = fs::read_to_string(path).unwrap_or_default();
     if doc.is_empty() {
         doc = format!("{DOC_HEAD}{section}");
-    } else if let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) {
-        let end = (e + END.len() + 1).min(doc.len());
-        doc.replace_range(b..end, section);
-    } else if let Some(h) = doc.find("## Sampler (kiln record)") {
+    } else if let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) {
+        let stop = (e + end.len() + 1).min(doc.len());
+        doc.replace_range(b..stop, section);
+    } else if let Some(h) = doc.find(heading) {
         let after = h + doc[h..].find('\n').map_or(doc.len() - h, |n| n + 1);
         doc.insert_str(after, &format!("\n{section}"));
     } else {
-        doc.push_str(&format!("\n## Sampler (kiln record)\n\n{section}"));
+        doc.push_str(&format!("\n{heading}\n\n{section}"));
     }
     fs::write(path, doc).with_context(|| format!("writing {}", path.display()))
 }
