@@ -8,6 +8,7 @@
 //! | `service_name` | configured `service_name`, else inferred (below) |
 //! | `hostname`     | `__meta_host_name`                             |
 //! | `process`      | `__meta_process_executable_name`               |
+//! | `kernel_thread`| `__meta_process_kernel_thread` (kernel threads: the thread's kind, e.g. `kworker`) |
 //! | `container_id` | `__meta_container_id`                          |
 //! | `pod_uid`      | `__meta_kubernetes_pod_uid`                    |
 //! | `qos_class`    | `__meta_kubernetes_pod_qos_class`              |
@@ -27,13 +28,16 @@
 //! `__meta_kubernetes_pod_annotation_pyroscope_io_service_name`) or
 //! `kiln.dev/service-name`, else the Kubernetes container name, else pod
 //! name (both as `<namespace>/<name>` when the namespace is known), else a
-//! runtime container name (`__meta_container_name`), else the executable
-//! name, else `comm` (kernel threads have no executable), else `unknown`.
+//! runtime container name (`__meta_container_name`), else `kernel` for a
+//! kernel thread (its kind is the `kernel_thread` label; see
+//! [`crate::kthread`]), else the executable name (absent for programs run
+//! from a memfd), else `comm`, else `unknown`.
 //! The inferred value is published as `__meta_inferred_service_name` and a
 //! default rule copies it only when `service_name` is still empty, so a
 //! configured or static `service_name` wins and user rules can override both.
 
 use crate::environ::EnvAllowList;
+use crate::kthread::{KERNEL_SERVICE_NAME, KERNEL_THREAD_LABEL};
 use crate::labels::Labels;
 use crate::meta;
 use crate::relabel::RelabelConfig;
@@ -69,6 +73,7 @@ pub fn default_rules(env: &EnvAllowList) -> Vec<RelabelConfig> {
         ),
         copy(meta::HOST_NAME, "hostname"),
         copy(meta::PROCESS_EXECUTABLE_NAME, "process"),
+        copy(meta::PROCESS_KERNEL_THREAD, KERNEL_THREAD_LABEL),
         copy(meta::CONTAINER_ID, "container_id"),
         copy(meta::KUBERNETES_POD_UID, "pod_uid"),
         copy(meta::KUBERNETES_POD_QOS_CLASS, "qos_class"),
@@ -105,14 +110,16 @@ pub fn infer_service_name(meta_labels: &Labels) -> String {
     if let Some(p) = get(meta::KUBERNETES_POD_NAME) {
         return namespaced(p);
     }
-    [
-        meta::CONTAINER_NAME,
-        meta::PROCESS_EXECUTABLE_NAME,
-        meta::PROCESS_COMM,
-    ]
-    .iter()
-    .find_map(|name| get(name).cloned())
-    .unwrap_or_else(|| "unknown".to_owned())
+    if let Some(c) = get(meta::CONTAINER_NAME) {
+        return c.clone();
+    }
+    if get(meta::PROCESS_KERNEL_THREAD).is_some() {
+        return KERNEL_SERVICE_NAME.to_owned();
+    }
+    [meta::PROCESS_EXECUTABLE_NAME, meta::PROCESS_COMM]
+        .iter()
+        .find_map(|name| get(name).cloned())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]
@@ -140,6 +147,13 @@ mod tests {
         assert_eq!(infer_service_name(&set(&full[4..])), "java");
         assert_eq!(infer_service_name(&set(&full[5..])), "C2 Compiler");
         assert_eq!(infer_service_name(&set(&[])), "unknown");
+        assert_eq!(
+            infer_service_name(&set(&[
+                (meta::PROCESS_KERNEL_THREAD, "kworker"),
+                (meta::PROCESS_COMM, "kworker/u8:3+flush-254:0"),
+            ])),
+            "kernel"
+        );
         // Empty values do not count as known.
         assert_eq!(
             infer_service_name(&set(&[
@@ -187,6 +201,28 @@ mod tests {
                 ("qos_class", "burstable"),
                 ("region", "us-west-1"),
                 ("team", "core"),
+            ])
+        );
+    }
+
+    #[test]
+    fn kernel_threads_are_one_service_labeled_by_kind() {
+        let out = final_labels(
+            &[
+                (meta::PROCESS_PID, "77"),
+                (meta::PROCESS_COMM, "kworker/u8:3+flush-254:0"),
+                (meta::PROCESS_KERNEL_THREAD, "kworker"),
+                (meta::HOST_NAME, "node-1"),
+                (meta::INFERRED_SERVICE_NAME, "kernel"),
+            ],
+            &EnvAllowList::default(),
+        );
+        assert_eq!(
+            out,
+            set(&[
+                ("service_name", "kernel"),
+                ("kernel_thread", "kworker"),
+                ("hostname", "node-1"),
             ])
         );
     }

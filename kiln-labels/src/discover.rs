@@ -21,6 +21,7 @@ use procfs::ProcError;
 use crate::cgroup;
 use crate::defaults::{default_rules, infer_service_name};
 use crate::environ::{self, EnvAllowList};
+use crate::kthread;
 use crate::labels::{finalize, Labels};
 use crate::meta;
 use crate::relabel::{self, RelabelConfig, RelabelConfigError};
@@ -362,6 +363,9 @@ impl Discoverer {
         };
         put(meta::PROCESS_PID, pid.to_string());
         put(meta::PROCESS_COMM, stat.comm.clone());
+        if kthread::is_kernel_thread(stat.flags) {
+            put(meta::PROCESS_KERNEL_THREAD, kthread::normalize(&stat.comm));
+        }
 
         // Optional fields: a kernel thread has no exe, and a non-root agent
         // may not read another user's; the liveness check below tells an
@@ -376,7 +380,10 @@ impl Discoverer {
         if let Some(path) = exe {
             let path = path.to_string_lossy();
             let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_owned();
-            if let Some(name) = Path::new(&path).file_name() {
+            // A program run from a memfd (`/memfd:<name>`) has a name chosen at run time,
+            // often random: no executable name, so the service falls back to comm.
+            let memfd = path.starts_with(MEMFD_PREFIX);
+            if let Some(name) = Path::new(&path).file_name().filter(|_| !memfd) {
                 put(
                     meta::PROCESS_EXECUTABLE_NAME,
                     name.to_string_lossy().into_owned(),
@@ -446,10 +453,20 @@ impl Discoverer {
     /// labels for a bare pid, static labels, and relabeling. Its samples can then still
     /// be exported under the service its name suggests, rather than be lost. Not cached:
     /// the pid may be reused.
-    pub fn exited_target(&self, pid: u32, comm: &str) -> Target {
+    ///
+    /// `kernel_thread` is the caller's evidence that the process was a kernel thread
+    /// (e.g. none of its stacks had a user frame); it then joins the `kernel` service
+    /// like a live kernel thread does.
+    pub fn exited_target(&self, pid: u32, comm: &str, kernel_thread: bool) -> Target {
         let mut labels = Labels::new();
         labels.insert(meta::PROCESS_PID.to_owned(), pid.to_string());
         labels.insert(meta::PROCESS_COMM.to_owned(), comm.to_owned());
+        if kernel_thread {
+            labels.insert(
+                meta::PROCESS_KERNEL_THREAD.to_owned(),
+                kthread::normalize(comm),
+            );
+        }
         if let Some(host) = &self.host_name {
             labels.insert(meta::HOST_NAME.to_owned(), host.clone());
         }
@@ -516,6 +533,9 @@ fn classify(pid: u32, source: ProcError) -> DiscoverError {
         DiscoverError::Proc { pid, source }
     }
 }
+
+/// What `/proc/<pid>/exe` starts with for a program executed from a memfd.
+const MEMFD_PREFIX: &str = "/memfd:";
 
 /// Linux `ESRCH` ("no such process"), returned by reads of an exited
 /// process's files.

@@ -9,7 +9,8 @@
 //!    `__meta_kubernetes_pod_uid`, `__meta_kubernetes_pod_qos_class`
 //!    (see [`cgroup`] for the recognized layouts), `__meta_env_var_<NAME>`
 //!    for allow-listed environment variables only (see [`environ`]), and
-//!    `__meta_host_name`. A [`MetaLabelProvider`] can add more (e.g.
+//!    `__meta_host_name`, and for kernel threads
+//!    `__meta_process_kernel_thread` (see [`kthread`]). A [`MetaLabelProvider`] can add more (e.g.
 //!    Kubernetes pod and container names) keyed by container id or pod
 //!    UID. `__meta_inferred_service_name` carries the fallback service name.
 //!    Static labels and the configured `service_name` join the set as
@@ -24,7 +25,8 @@
 //!
 //! With no configuration, a target carries `service_name` (inferred:
 //! container/pod name from a provider, else the executable name),
-//! `hostname`, `process` (executable name), and `container_id`, `pod_uid`,
+//! `hostname`, `process` (executable name), for kernel threads
+//! `service_name="kernel"` and `kernel_thread` (e.g. `kworker`), and `container_id`, `pod_uid`,
 //! `qos_class` when the process runs in a container or pod; each
 //! `env_labels` entry `REGION = "region"` adds `region` from the process's
 //! `REGION` variable, and static labels are added as given. `pid` is not a
@@ -51,6 +53,7 @@ pub mod config;
 pub mod defaults;
 pub mod discover;
 pub mod environ;
+pub mod kthread;
 pub mod labels;
 pub mod meta;
 pub mod relabel;

@@ -6,9 +6,13 @@
 pub const PROCESS_PID: &str = "__meta_process_pid";
 /// `comm` of the process (main thread name, at most 15 bytes).
 pub const PROCESS_COMM: &str = "__meta_process_comm";
+/// Set only for kernel threads (`PF_KTHREAD`): the thread name normalized to its kind,
+/// e.g. `kworker` for `kworker/u8:3+flush-254:0` (see [`crate::kthread::normalize`]).
+pub const PROCESS_KERNEL_THREAD: &str = "__meta_process_kernel_thread";
 /// Target of `/proc/<pid>/exe`.
 pub const PROCESS_EXECUTABLE_PATH: &str = "__meta_process_executable_path";
-/// File name of [`PROCESS_EXECUTABLE_PATH`].
+/// File name of [`PROCESS_EXECUTABLE_PATH`]; absent for programs run from a memfd
+/// (`/memfd:<name>`), whose names are chosen at run time.
 pub const PROCESS_EXECUTABLE_NAME: &str = "__meta_process_executable_name";
 /// Arguments joined by spaces; only present when `include_cmdline` is set,
 /// because command lines often carry secrets.

@@ -127,7 +127,7 @@ fn exited_process_gets_a_target_from_what_outlives_it() {
         .static_labels
         .insert("env".to_owned(), "prod".to_owned());
     let d = Discoverer::new(options).expect("discoverer");
-    let t = d.exited_target(4_000_000, "agent_burn");
+    let t = d.exited_target(4_000_000, "agent_burn", false);
     assert!(!t.is_dropped());
     let labels = t.labels();
     assert_eq!(
@@ -140,4 +140,12 @@ fn exited_process_gets_a_target_from_what_outlives_it() {
     assert!(labels.get("process").is_none());
     assert!(labels.get("container_id").is_none());
     assert_eq!(d.cached(), 0, "not cached: the pid may be reused");
+}
+
+#[test]
+fn exited_kernel_thread_joins_the_kernel_service() {
+    let d = discoverer();
+    let t = d.exited_target(4_000_001, "kworker/u8:3+flush-254:0", true);
+    assert_eq!(t.get("service_name"), Some("kernel"));
+    assert_eq!(t.get("kernel_thread"), Some("kworker"));
 }

@@ -43,8 +43,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
-    /// A previous writer panicked while holding the write lock.
-    #[error("the store's writer failed earlier; reopen the store")]
+    /// A previous writer panicked while holding the write lock: the in-memory index may
+    /// hold uncommitted entries, so the store refuses further writes until reopened.
+    #[error("the store's writer failed earlier (see the log); restart to reopen the store")]
     Poisoned,
 }
 

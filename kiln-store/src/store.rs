@@ -227,6 +227,9 @@ impl Store {
     /// Stores several profiles in one transaction (all or nothing for storage errors;
     /// any invalid request fails the whole call before anything is written).
     pub fn ingest_many(&self, reqs: Vec<IngestRequest>) -> Result<IngestOutcome> {
+        if self.write_lock.is_poisoned() {
+            return Err(StoreError::Poisoned);
+        }
         let batch = reqs
             .into_iter()
             .map(|r| prepare(r, &self.opts))
@@ -234,7 +237,14 @@ impl Store {
         let (tx, rx) = mpsc::sync_channel(1);
         lock(&self.queue).push(Job { batch, done: tx });
         {
-            let _g = lock(&self.write_lock);
+            let Ok(_g) = self.write_lock.lock() else {
+                // A writer panicked mid-transaction: the in-memory symbols and series
+                // index may hold what it never committed, so nothing more is written.
+                for job in std::mem::take(&mut *lock(&self.queue)) {
+                    let _ = job.done.send(Err(StoreError::Poisoned));
+                }
+                return rx.recv().unwrap_or(Err(StoreError::Poisoned));
+            };
             if let Ok(r) = rx.try_recv() {
                 return r;
             }
@@ -765,4 +775,35 @@ fn write_watermarks(txn: &redb::WriteTransaction, wms: &[i64; 3]) -> Result<()> 
         meta.insert(schema::watermark_key(l + 1).as_str(), *w as u64)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_that_panicked_poisons_later_ingests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        std::thread::scope(|s| {
+            let r = s
+                .spawn(|| {
+                    let _g = store.write_lock.lock();
+                    panic!("a writer fails while holding the write lock");
+                })
+                .join();
+            assert!(r.is_err());
+        });
+        let req = IngestRequest {
+            labels: vec![("service_name".into(), "x".into())],
+            profile: kiln_proto::pprof::Profile::default(),
+            from_nanos: 1,
+            until_nanos: 2,
+        };
+        let e = store.ingest(req).expect_err("poisoned");
+        assert!(matches!(e, StoreError::Poisoned), "{e}");
+        assert!(!e.is_client_error());
+        // Reads and closing still work.
+        store.close().expect("close");
+    }
 }

@@ -4,10 +4,9 @@
 
 use profiler_common::{proc_event, ProcEvent};
 
-use std::collections::HashMap;
-
 use crate::{
     aggregate::Aggregate,
+    bounded::ClearingCache,
     procs::ProcessTable,
     sampler::{Sampler, SamplerConfig, SamplerStats},
     symbolize::{Symbolizer, SymbolizerStats},
@@ -24,6 +23,9 @@ const PARSED_BINARIES: usize = 16;
 /// When a newly captured process's mappings are read again (see `poll_events`).
 const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Most executables whose Go detection result is kept (a detection reads a few pages).
+const GO_BINARIES_CACHED: usize = 4096;
+
 pub struct Collector {
     sampler: Sampler,
     pub procs: ProcessTable,
@@ -32,7 +34,8 @@ pub struct Collector {
     /// Processes that exited since the last drain; forgotten after it.
     exited: Vec<u32>,
     /// Go runtime offsets per executable (dev, inode); None = not Go or unsupported.
-    go_binaries: HashMap<(u64, u64), Option<profiler_common::GoOffsets>>,
+    /// Capped: a host that keeps building new binaries would grow it forever.
+    go_binaries: ClearingCache<(u64, u64), Option<profiler_common::GoOffsets>>,
     /// Unwind tables of the processes sampled (None when DWARF unwinding is off).
     unwind: Option<UnwindLoader<BpfUnwindMaps>>,
     /// Processes waiting for their unwind tables, oldest first.
@@ -65,7 +68,7 @@ impl Collector {
             symbolizer: Symbolizer::new(SYMBOL_CACHE_ENTRIES),
             events: Vec::new(),
             exited: Vec::new(),
-            go_binaries: HashMap::new(),
+            go_binaries: ClearingCache::new(GO_BINARIES_CACHED),
             unwind,
             unwind_pending: Default::default(),
             unwind_queued: Default::default(),
@@ -188,7 +191,7 @@ impl Collector {
             std::os::unix::fs::MetadataExt::dev(&meta),
             std::os::unix::fs::MetadataExt::ino(&meta),
         );
-        let offsets = *self.go_binaries.entry(id).or_insert_with(|| {
+        let offsets = *self.go_binaries.get_or_insert_with(id, || {
             match crate::golang::detect(std::path::Path::new(&exe)) {
                 Ok(Some((version, offsets))) => {
                     log::debug!("pid {pid}: {version}, reading goroutine labels");
@@ -268,6 +271,11 @@ impl Collector {
 
     pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {
         self.sampler.stats()
+    }
+
+    /// Go detection results cached, and dropped because the cache was full.
+    pub fn go_cache_stats(&self) -> (usize, u64) {
+        (self.go_binaries.len(), self.go_binaries.evicted())
     }
 
     pub fn symbolizer_stats(&self) -> SymbolizerStats {

@@ -2,6 +2,7 @@
 
 mod agent;
 mod aggregate;
+mod bounded;
 mod cmd;
 mod collector;
 mod export;

@@ -5,17 +5,21 @@
 //! - sampler: `samples_recorded_total`, `samples_lost_total{cause}` (one series per loss
 //!   counter of the eBPF side), `sampler_events_total{kind}` (the non-loss counters);
 //! - symbolizer: `symbolizer_lookups_total{result="hit|miss"}`, `symbolizer_cache_hit_ratio`,
-//!   `symbolizer_cache_entries`;
+//!   `symbolizer_cache_entries`, `symbolizer_cache_evicted_total`, `go_binaries_cached`,
+//!   `go_binaries_evicted_total`;
 //! - processes and targets: `processes_tracked`, `binaries_open`, `targets_cached`,
-//!   `targets_discovered_total`, `targets_dropped_total`, `target_lookups_failed_total{reason}`;
+//!   `targets_discovered_total`, `targets_evicted_total`, `targets_dropped_total`,
+//!   `target_lookups_failed_total{reason}`;
 //! - windows: `windows_collected_total`, `windows_dropped_total`, `window_series`,
 //!   `samples_exported_total`, `samples_labeled_after_exit_total`, `samples_unlabeled_total`,
-//!   `samples_relabel_dropped_total`,
+//!   `samples_relabel_dropped_total`, `series_limited_total`,
+//!   `samples_series_limited_total`, `series_known`,
 //!   `collect_errors_total`, `last_collect_timestamp_seconds`;
 //! - per exporter (`exporter`, `destination` labels): `exporter_windows_exported_total`,
 //!   `exporter_profiles_exported_total`, `exporter_bytes_exported_total`,
 //!   `exporter_failed_attempts_total`, `exporter_retries_total`,
 //!   `exporter_windows_dropped_total{reason}`, `exporter_profiles_dropped_total{reason}`,
+//!   `exporter_profiles_rejected_total{cause}` (refused for good, never retried),
 //!   `exporter_queue_windows`, `exporter_queue_bytes`, `exporter_queue_capacity_windows`,
 //!   `exporter_queue_capacity_bytes`;
 //! - the agent process: `process_cpu_seconds_total`, `process_resident_memory_bytes`;
@@ -58,6 +62,9 @@ pub struct Snapshot {
     pub binaries: usize,
     pub targets_cached: usize,
     pub discovery: DiscoveryStats,
+    /// Go detection results cached, and dropped because that cache was full.
+    pub go_binaries_cached: usize,
+    pub go_binaries_evicted: u64,
 }
 
 pub struct ExporterView {
@@ -84,6 +91,11 @@ pub struct AgentMetrics {
     pub samples_labeled_after_exit: AtomicU64,
     pub samples_unlabeled: AtomicU64,
     pub samples_relabel_dropped: AtomicU64,
+    /// New series refused by the per-window cap, and their samples.
+    pub series_limited: AtomicU64,
+    pub samples_series_limited: AtomicU64,
+    /// Series the cap remembers as recently seen.
+    pub series_known: AtomicU64,
     pub exporters: Mutex<Vec<ExporterView>>,
     /// The Kubernetes metadata watcher, with `--kubernetes`.
     kube: OnceLock<Arc<KubeMetadata>>,
@@ -106,6 +118,9 @@ impl AgentMetrics {
             samples_labeled_after_exit: AtomicU64::new(0),
             samples_unlabeled: AtomicU64::new(0),
             samples_relabel_dropped: AtomicU64::new(0),
+            series_limited: AtomicU64::new(0),
+            samples_series_limited: AtomicU64::new(0),
+            series_known: AtomicU64::new(0),
             exporters: Mutex::default(),
             kube: OnceLock::new(),
         }
@@ -197,6 +212,7 @@ impl AgentMetrics {
             hits: 0,
             misses: 0,
             cached: 0,
+            evicted: 0,
         });
         m.header(
             "kiln_symbolizer_lookups_total",
@@ -233,6 +249,21 @@ impl AgentMetrics {
             "Symbolized addresses cached.",
             sym.cached as u64,
         );
+        m.counter(
+            "kiln_symbolizer_cache_evicted_total",
+            "Symbolized addresses dropped because the cache was full.",
+            sym.evicted,
+        );
+        m.gauge(
+            "kiln_go_binaries_cached",
+            "Executables whose Go runtime detection result is cached.",
+            snap.go_binaries_cached as u64,
+        );
+        m.counter(
+            "kiln_go_binaries_evicted_total",
+            "Go detection results dropped because that cache was full.",
+            snap.go_binaries_evicted,
+        );
         m.gauge(
             "kiln_processes_tracked",
             "Processes whose mappings are held for symbolization.",
@@ -252,6 +283,11 @@ impl AgentMetrics {
             "kiln_targets_discovered_total",
             "Processes whose labels were read from /proc.",
             snap.discovery.cache_misses,
+        );
+        m.counter(
+            "kiln_targets_evicted_total",
+            "Cached labels evicted because the label cache was full.",
+            snap.discovery.evicted,
         );
         m.counter(
             "kiln_targets_dropped_total",
@@ -308,6 +344,21 @@ impl AgentMetrics {
             "kiln_samples_relabel_dropped_total",
             "Samples of processes excluded by relabel rules.",
             self.samples_relabel_dropped.load(Relaxed),
+        );
+        m.counter(
+            "kiln_series_limited_total",
+            "New series refused by --max-new-series-per-window.",
+            self.series_limited.load(Relaxed),
+        );
+        m.counter(
+            "kiln_samples_series_limited_total",
+            "Samples of new series refused by --max-new-series-per-window.",
+            self.samples_series_limited.load(Relaxed),
+        );
+        m.gauge(
+            "kiln_series_known",
+            "Series exported in the last 10 minutes (what the new-series cap remembers).",
+            self.series_known.load(Relaxed),
         );
         m.counter(
             "kiln_collect_errors_total",
@@ -433,6 +484,24 @@ impl AgentMetrics {
                         v.load(Relaxed),
                     );
                 }
+            }
+        }
+        m.header(
+            "kiln_exporter_profiles_rejected_total",
+            "counter",
+            "Profiles the destination refused for good (dropped at once, not retried), by cause.",
+        );
+        for e in exporters.iter() {
+            for (cause, n) in e.stats.rejected_by_cause() {
+                m.line(
+                    "kiln_exporter_profiles_rejected_total",
+                    &[
+                        ("exporter", e.kind),
+                        ("destination", &e.destination),
+                        ("cause", cause),
+                    ],
+                    n,
+                );
             }
         }
         drop(exporters);

@@ -36,6 +36,8 @@ pub struct SymbolizerStats {
     pub hits: u64,
     pub misses: u64,
     pub cached: usize,
+    /// Entries dropped because a cache was full.
+    pub evicted: u64,
 }
 
 /// Where separate debug files are looked up (blazesym's defaults, named here because
@@ -63,6 +65,7 @@ pub struct Symbolizer {
     drain: u64,
     hits: u64,
     misses: u64,
+    evicted: u64,
 }
 
 impl Symbolizer {
@@ -84,6 +87,7 @@ impl Symbolizer {
             drain: 0,
             hits: 0,
             misses: 0,
+            evicted: 0,
         }
     }
 
@@ -92,6 +96,7 @@ impl Symbolizer {
             hits: self.hits,
             misses: self.misses,
             cached: self.user.len() + self.kernel.len(),
+            evicted: self.evicted,
         }
     }
 
@@ -103,6 +108,7 @@ impl Symbolizer {
         }
         self.misses += 1;
         if self.user.len() >= self.max_entries {
+            self.evicted += self.user.len() as u64;
             self.user.clear();
         }
         let path = binary.open_path();
@@ -133,6 +139,7 @@ impl Symbolizer {
         }
         self.misses += 1;
         if self.kernel.len() >= self.max_entries {
+            self.evicted += self.kernel.len() as u64;
             self.kernel.clear();
         }
         let function = match self

@@ -25,7 +25,10 @@
 //! under 0.5% of one CPU on an idle host (see docs/benchmarks.md, "Agent").
 
 mod encode;
+mod series;
 mod window;
+
+pub use series::DEFAULT_MAX_NEW_SERIES_PER_WINDOW;
 
 use std::{
     collections::BTreeMap,
@@ -55,6 +58,8 @@ pub struct Settings {
     pub metrics_listen: MetricsListen,
     pub export: ExportSettings,
     pub shutdown_timeout: Duration,
+    /// The cap on series not seen recently that one window may start.
+    pub max_new_series_per_window: usize,
     pub sampler: SamplerTuning,
     /// The merged configuration (labels, relabel rules).
     pub config: AgentConfig,
@@ -264,6 +269,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         idle_target: idle_target(&settings.config),
         dropped: Default::default(),
         meta_changes: kube.as_ref().map(|m| m.subscribe()),
+        series: series::SeriesLimiter::new(settings.max_new_series_per_window),
     }
     .run();
 

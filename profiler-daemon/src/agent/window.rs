@@ -22,8 +22,15 @@ use std::{
 use kiln_labels::{Discoverer, Target};
 use profiler_common::{proc_event, ProcEvent};
 
-use super::encode::{Group, WindowData};
-use crate::{aggregate::Aggregate, collector::Collector, metrics::AgentMetrics};
+use super::{
+    encode::{Group, WindowData},
+    series::SeriesLimiter,
+};
+use crate::{
+    aggregate::{Aggregate, Module},
+    collector::Collector,
+    metrics::AgentMetrics,
+};
 
 /// Longest wait for process events; the wait ends as soon as one is queued, or a signal
 /// arrives. Bounds how late a stop signal that lands between two waits is seen.
@@ -48,6 +55,8 @@ pub struct WindowLoop<'a> {
     /// targets are relabeled at the next window boundary, so a process labeled before its
     /// pod was indexed gets the pod's labels.
     pub meta_changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The cap on new series per window.
+    pub series: SeriesLimiter,
 }
 
 /// First window end after `now`, aligned to multiples of `interval` since the epoch.
@@ -169,6 +178,7 @@ impl WindowLoop<'_> {
             snap.sampler = s;
         }
         snap.symbolizer = Some(self.collector.symbolizer_stats());
+        (snap.go_binaries_cached, snap.go_binaries_evicted) = self.collector.go_cache_stats();
         snap.processes = self.collector.procs.len();
         snap.binaries = self.collector.procs.binaries.len();
         snap.targets_cached = self.discoverer.cached();
@@ -259,16 +269,22 @@ impl WindowLoop<'_> {
         agg: Aggregate,
         exited: &mut HashSet<u32>,
     ) {
-        // Samples and process name per pid (the name outlives the process).
-        let mut per_pid: HashMap<u32, (u64, &str)> = HashMap::new();
+        // Samples, process name (it outlives the process) and whether any stack had a
+        // user frame (none: a kernel thread), per pid.
+        let mut per_pid: HashMap<u32, (u64, &str, bool)> = HashMap::new();
         for (key, count) in &agg.stacks {
-            per_pid.entry(key.pid).or_insert((0, &key.process)).0 += count;
+            let entry = per_pid.entry(key.pid).or_insert((0, &key.process, false));
+            entry.0 += count;
+            entry.2 |= key
+                .locations
+                .iter()
+                .any(|&l| agg.locations[l as usize].module != Module::Kernel);
         }
         let kept = self.refresh_if_meta_changed(exited);
         let mut groups: HashMap<u64, Group> = HashMap::new();
         let (mut exported, mut unlabeled, mut dropped) = (0u64, 0u64, 0u64);
         let mut after_exit = 0u64;
-        for (pid, (samples, process)) in per_pid {
+        for (pid, (samples, process, has_user_frames)) in per_pid {
             let target = if pid == 0 {
                 Ok(self.idle_target.clone())
             } else if let Some(t) = kept.get(&pid) {
@@ -279,7 +295,14 @@ impl WindowLoop<'_> {
                     // with what outlives it rather than lose its samples.
                     Err(kiln_labels::DiscoverError::Vanished { .. }) => {
                         after_exit += samples;
-                        Ok(Arc::new(self.discoverer.exited_target(pid, process)))
+                        // Only a kernel thread has no user frame at all (and a name like
+                        // `kworker/1:2`; a user process whose unwind failed has neither).
+                        let kernel_thread = !has_user_frames && process.contains('/');
+                        Ok(Arc::new(self.discoverer.exited_target(
+                            pid,
+                            process,
+                            kernel_thread,
+                        )))
                     }
                     other => other,
                 }
@@ -302,6 +325,8 @@ impl WindowLoop<'_> {
                 }
             }
         }
+        let (groups, limited_series, limited_samples) = self.limit_series(seq, groups);
+        exported -= limited_samples;
         // Everything those processes ever sampled is in this window now.
         for pid in exited.drain() {
             self.discoverer.forget(pid);
@@ -314,18 +339,26 @@ impl WindowLoop<'_> {
         m.samples_unlabeled.fetch_add(unlabeled, Relaxed);
         m.samples_relabel_dropped.fetch_add(dropped, Relaxed);
         m.window_series.store(groups.len() as u64, Relaxed);
+        m.series_limited.fetch_add(limited_series, Relaxed);
+        m.samples_series_limited.fetch_add(limited_samples, Relaxed);
+        m.series_known.store(self.series.known() as u64, Relaxed);
         log::debug!(
-            "window {seq}: {:.3} s, {} series, {exported} samples ({after_exit} labeled after their process exited, {unlabeled} unlabeled, {dropped} dropped by relabeling)",
+            "window {seq}: {:.3} s, {} series, {exported} samples ({after_exit} labeled after their process exited, {unlabeled} unlabeled, {dropped} dropped by relabeling, {limited_samples} of {limited_series} new series over the cap)",
             duration.as_secs_f64(),
             groups.len()
         );
+        if limited_series > 0 {
+            log::warn!(
+                "window {seq}: {limited_series} new series over --max-new-series-per-window, their {limited_samples} samples dropped"
+            );
+        }
         let data = WindowData {
             seq,
             start,
             duration,
             frequency: u64::from(self.frequency),
             agg,
-            groups: groups.into_values().collect(),
+            groups,
         };
         match self.tx.try_send(data) {
             Ok(()) => {}
@@ -337,6 +370,29 @@ impl WindowLoop<'_> {
                 m.windows_dropped.fetch_add(1, Relaxed);
             }
         }
+    }
+}
+
+impl WindowLoop<'_> {
+    /// Applies the new-series cap to a window's groups: the admitted groups, and the
+    /// series and samples refused.
+    fn limit_series(&mut self, seq: u64, groups: HashMap<u64, Group>) -> (Vec<Group>, u64, u64) {
+        let groups: Vec<Group> = groups.into_values().collect();
+        let keys: Vec<(u64, u64)> = groups
+            .iter()
+            .map(|g| (g.target.series_key(), g.samples))
+            .collect();
+        let admission = self.series.admit(seq, &keys);
+        let mut keep = vec![false; groups.len()];
+        for i in admission.admitted {
+            keep[i] = true;
+        }
+        let groups = groups
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(g, k)| k.then_some(g))
+            .collect();
+        (groups, admission.limited_series, admission.limited_samples)
     }
 }
 

@@ -309,6 +309,18 @@ pub struct AgentArgs {
     )]
     pub push_sample_labels: Vec<String>,
 
+    /// Most series (distinct label sets) not seen in the last 10 minutes that one window
+    /// may start; the samples of the rest are dropped and counted in /metrics
+    /// (kiln_series_limited_total, kiln_samples_series_limited_total). Guards the
+    /// destination against label values that churn.
+    #[arg(
+        long,
+        default_value_t = crate::agent::DEFAULT_MAX_NEW_SERIES_PER_WINDOW,
+        value_name = "N",
+        hide_short_help = true
+    )]
+    pub max_new_series_per_window: usize,
+
     /// On SIGINT/SIGTERM, how long queued profiles may take to be delivered.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,
@@ -402,6 +414,7 @@ impl AgentArgs {
                 push_sample_labels: self.push_sample_labels.clone(),
             },
             shutdown_timeout: self.shutdown_timeout,
+            max_new_series_per_window: self.max_new_series_per_window,
             sampler: self.sampler.clone(),
             config,
             extra_sinks: Vec::new(),

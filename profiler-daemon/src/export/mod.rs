@@ -4,7 +4,11 @@
 //! exporters through an `Arc`. Each exporter owns a [`queue::BoundedQueue`] (bounded in
 //! windows and bytes; the oldest window is dropped and counted when full) and a tokio task
 //! that delivers one window at a time through its [`Sink`], retrying retryable failures
-//! with capped exponential backoff and full jitter. The sampling side only ever calls
+//! with capped exponential backoff and full jitter. A failure that can never succeed (the
+//! destination refuses the data: a 4xx, an invalid profile, a series limit) is not
+//! retried: the window, or only the refused profiles when the sink can tell them apart,
+//! is dropped at once and counted by cause (`exporter_profiles_rejected_total{cause}`), so
+//! the queue behind it keeps moving. The sampling side only ever calls
 //! [`Exporter::offer`], which never blocks.
 //!
 //! Sinks: [`push::PushSink`] (Pyroscope Connect push), [`dir::DirSink`] (pprof files).
@@ -16,11 +20,12 @@ pub mod queue;
 pub mod store;
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -95,6 +100,9 @@ pub enum Flavor {
 pub struct ExportError {
     pub retryable: bool,
     pub message: String,
+    /// Why the destination refused the data, for `exporter_profiles_rejected_total{cause}`
+    /// (permanent errors only; `rejected` when the sink gives no finer cause).
+    pub cause: Option<&'static str>,
 }
 
 impl ExportError {
@@ -102,6 +110,7 @@ impl ExportError {
         Self {
             retryable: true,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -109,9 +118,22 @@ impl ExportError {
         Self {
             retryable: false,
             message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The destination refused the data for `cause` (e.g. `invalid_profile`, `limit`).
+    pub fn rejected(cause: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            message: message.into(),
+            cause: Some(cause),
         }
     }
 }
+
+/// Cause of a permanent error whose sink named none.
+pub const REJECTED_UNSPECIFIED: &str = "rejected";
 
 impl std::fmt::Display for ExportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +153,12 @@ pub trait Sink: Send + Sync + 'static {
     /// Delivers one whole window (an error means nothing of it needs to be resent by the
     /// caller beyond retrying the whole window; sinks make that idempotent enough).
     fn export<'a>(&'a self, batch: &'a Batch) -> ExportFuture<'a>;
+    /// Profiles of the last delivered window that the destination refused while it took
+    /// the rest, by cause; read (and reset) after every `export`. Sinks that deliver a
+    /// window all or nothing keep the default.
+    fn take_rejected(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Exporter settings shared by all sinks.
@@ -163,6 +191,8 @@ pub struct ExporterStats {
     pub profiles_dropped: [AtomicU64; DropReason::ALL.len()],
     /// Unix seconds of the last successful delivery.
     pub last_success_unix: AtomicU64,
+    /// Profiles the destination refused, by cause (also counted in `profiles_dropped`).
+    pub profiles_rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,6 +225,25 @@ impl ExporterStats {
     fn dropped(&self, reason: DropReason, windows: u64, profiles: u64) {
         self.windows_dropped[reason as usize].fetch_add(windows, Relaxed);
         self.profiles_dropped[reason as usize].fetch_add(profiles, Relaxed);
+    }
+
+    fn rejected(&self, cause: &'static str, profiles: u64) {
+        *self
+            .profiles_rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cause)
+            .or_default() += profiles;
+    }
+
+    /// Profiles refused by the destination, by cause.
+    pub fn rejected_by_cause(&self) -> Vec<(&'static str, u64)> {
+        self.profiles_rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(c, n)| (*c, *n))
+            .collect()
     }
 }
 
@@ -307,7 +356,23 @@ async fn deliver(
                 stats.retries.fetch_add(1, Relaxed);
             }
             attempts += 1;
-            match sink.export(&batch).await {
+            let result = sink.export(&batch).await;
+            let mut refused = 0;
+            for (cause, n) in sink.take_rejected() {
+                stats.rejected(cause, n);
+                refused += n;
+            }
+            if refused > 0 {
+                stats.profiles_dropped[DropReason::PermanentError as usize]
+                    .fetch_add(refused, Relaxed);
+                log::warn!(
+                    "{} exporter ({}): {refused} profile(s) of window {} refused, dropped",
+                    sink.kind(),
+                    sink.destination(),
+                    batch.seq
+                );
+            }
+            match result {
                 Ok(()) => {
                     if let Some(since) = failing_since.take() {
                         log::info!(
@@ -318,8 +383,16 @@ async fn deliver(
                         );
                     }
                     failures = 0;
+                    if refused >= profiles && profiles > 0 {
+                        // Every profile was refused: nothing of this window arrived.
+                        stats.windows_dropped[DropReason::PermanentError as usize]
+                            .fetch_add(1, Relaxed);
+                        break;
+                    }
                     stats.windows_exported.fetch_add(1, Relaxed);
-                    stats.profiles_exported.fetch_add(profiles, Relaxed);
+                    stats
+                        .profiles_exported
+                        .fetch_add(profiles.saturating_sub(refused), Relaxed);
                     stats
                         .bytes_exported
                         .fetch_add(batch.bytes(sink.flavor()) as u64, Relaxed);
@@ -327,6 +400,20 @@ async fn deliver(
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
                     stats.last_success_unix.store(now, Relaxed);
+                    break;
+                }
+                Err(e) if !e.retryable => {
+                    // The destination will never take this window: no retry, so the
+                    // windows queued behind it are not held up.
+                    log::warn!(
+                        "{} exporter ({}): window {} rejected, dropped: {e}",
+                        sink.kind(),
+                        sink.destination(),
+                        batch.seq
+                    );
+                    let left = profiles.saturating_sub(refused);
+                    stats.dropped(DropReason::PermanentError, 1, left);
+                    stats.rejected(e.cause.unwrap_or(REJECTED_UNSPECIFIED), left);
                     break;
                 }
                 Err(e) => {
@@ -340,16 +427,6 @@ async fn deliver(
                         );
                     } else {
                         log::debug!("{} exporter failed again: {e}", sink.kind());
-                    }
-                    if !e.retryable {
-                        log::warn!(
-                            "{} exporter ({}): window {} rejected, dropped: {e}",
-                            sink.kind(),
-                            sink.destination(),
-                            batch.seq
-                        );
-                        stats.dropped(DropReason::PermanentError, 1, profiles);
-                        break;
                     }
                     failures = failures.saturating_add(1);
                     if attempts >= max_attempts {
