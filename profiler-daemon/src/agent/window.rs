@@ -23,7 +23,7 @@ use kiln_labels::{Discoverer, Target};
 use profiler_common::{proc_event, ProcEvent};
 
 use super::encode::{Group, WindowData};
-use crate::{aggregate::Aggregate, collector::Collector, metrics::AgentMetrics};
+use crate::{aggregate::Aggregate, capture::collector::Collector, metrics::AgentMetrics};
 
 /// Longest wait for process events; the wait ends as soon as one is queued, or a signal
 /// arrives. Bounds how late a stop signal that lands between two waits is seen.

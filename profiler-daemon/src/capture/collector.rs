@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::{
     aggregate::Aggregate,
-    procs::ProcessTable,
-    sampler::{Sampler, SamplerConfig, SamplerStats},
+    capture::procs::ProcessTable,
+    capture::sampler::{Sampler, SamplerConfig, SamplerStats},
     symbolize::{Symbolizer, SymbolizerStats},
     unwind::{loader::BinaryRef, BpfUnwindMaps, LoaderStats, UnwindLoader},
 };
@@ -189,7 +189,7 @@ impl Collector {
             std::os::unix::fs::MetadataExt::ino(&meta),
         );
         let offsets = *self.go_binaries.entry(id).or_insert_with(|| {
-            match crate::golang::detect(std::path::Path::new(&exe)) {
+            match crate::runtimes::golang::detect(std::path::Path::new(&exe)) {
                 Ok(Some((version, offsets))) => {
                     log::debug!("pid {pid}: {version}, reading goroutine labels");
                     Some(offsets)

@@ -44,6 +44,37 @@ pub struct SamplerConfig {
     pub unwind: crate::unwind::UnwindConfig,
 }
 
+/// The sampler's knobs shared by every command that samples (what to profile and how
+/// often come from the command): kernel map sizes, switches, and the drain interval.
+#[derive(Clone, Debug)]
+pub struct SamplerTuning {
+    /// Also record idle CPUs (the swapper task, pid 0).
+    pub include_idle: bool,
+    /// Distinct (thread, stack) keys each of the two sample buffers holds.
+    pub counts_entries: u32,
+    /// Distinct stacks each of the two stack maps holds.
+    pub stack_entries: u32,
+    /// Read goroutine pprof labels of Go programs.
+    pub go_labels: bool,
+    pub unwind: crate::unwind::UnwindConfig,
+    /// How often samples are moved out of the kernel, in milliseconds.
+    pub drain_interval_ms: u64,
+}
+
+impl SamplerTuning {
+    pub fn config(&self, frequency: u64, pids: Vec<u32>) -> SamplerConfig {
+        SamplerConfig {
+            frequency,
+            pids,
+            include_idle: self.include_idle,
+            counts_entries: self.counts_entries,
+            stack_entries: self.stack_entries,
+            go_labels: self.go_labels,
+            unwind: self.unwind.clone(),
+        }
+    }
+}
+
 impl Default for SamplerConfig {
     fn default() -> Self {
         Self {
@@ -152,14 +183,14 @@ impl Sampler {
         config: &SamplerConfig,
         before_attach: impl FnOnce(Option<crate::unwind::BpfUnwindMaps>),
     ) -> anyhow::Result<Self> {
-        crate::privileges::check()?;
+        crate::capture::privileges::check()?;
         check_frequency(config.frequency)?;
         raise_memlock_limit();
 
         let filter_pids: u8 = u8::from(!config.pids.is_empty());
         let include_idle: u8 = u8::from(config.include_idle);
         let fsbase_offset: u64 = if config.go_labels {
-            crate::golang::fsbase_offset().unwrap_or_else(|| {
+            crate::runtimes::golang::fsbase_offset().unwrap_or_else(|| {
                 log::warn!("no BTF for task_struct.thread.fsbase: Go labels will not be read");
                 0
             })
