@@ -5,4 +5,5 @@
 pub mod collector;
 pub mod privileges;
 pub mod procs;
+pub mod retention;
 pub mod sampler;
