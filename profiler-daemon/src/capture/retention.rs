@@ -83,13 +83,10 @@ impl KeyRetention {
         }
     }
 
-    /// The user stacks (by hash) that kept keys of either buffer name: the only ones
-    /// worth caching.
-    pub fn kept_user_stacks(&self) -> HashSet<u64> {
-        self.buffers
-            .iter()
-            .flat_map(|b| b.last_counted.keys().map(|k| k.user_stack))
-            .collect()
+    /// The keys either buffer keeps: the stacks they name are the only ones worth
+    /// caching.
+    pub fn kept_keys(&self) -> impl Iterator<Item = &SampleKey> {
+        self.buffers.iter().flat_map(|b| b.last_counted.keys())
     }
 }
 
@@ -148,6 +145,10 @@ mod tests {
         }
     }
 
+    fn kept_user_stacks(r: &KeyRetention) -> HashSet<u64> {
+        r.kept_keys().map(|k| k.user_stack).collect()
+    }
+
     /// Drains buffer 0 holding `keys` with their counts; returns each key's fate.
     fn drain(r: &mut KeyRetention, keys: &[(SampleKey, u64)]) -> Vec<KeyFate> {
         let mut d = r.drain(0, keys.len(), 0);
@@ -174,7 +175,7 @@ mod tests {
             [KeyFate::Delete, KeyFate::Zero],
             "the 10th idle drain deletes the key"
         );
-        assert_eq!(r.kept_user_stacks(), HashSet::from([0xb]));
+        assert_eq!(kept_user_stacks(&r), HashSet::from([0xb]));
         // The recurring key stays for as long as it counts.
         for _ in 0..3 * KEY_IDLE_DRAINS {
             assert_eq!(drain(&mut r, &[(recurring, 1)]), [KeyFate::Zero]);
@@ -242,7 +243,7 @@ mod tests {
             assert_eq!(d.fate(&ended, 2, false), KeyFate::Delete);
             assert_eq!(d.fate(&other, 0, false), KeyFate::Keep);
         }
-        assert_eq!(r.kept_user_stacks(), HashSet::from([0xb]));
+        assert_eq!(kept_user_stacks(&r), HashSet::from([0xb]));
         // Once per buffer: a new process with the reused pid keeps its keys.
         assert_eq!(r.drain(0, 1, 0).fate(&ended, 1, false), KeyFate::Zero);
     }
@@ -272,6 +273,6 @@ mod tests {
         let mut r = KeyRetention::new(1024, 1024);
         let k = key(1, 0xa, -1);
         assert_eq!(r.drain(0, 1, 0).fate(&k, 4, true), KeyFate::Delete);
-        assert!(r.kept_user_stacks().is_empty());
+        assert!(kept_user_stacks(&r).is_empty());
     }
 }

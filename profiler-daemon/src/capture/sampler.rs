@@ -1,7 +1,7 @@
 //! Loads the embedded eBPF object, attaches the sampler to every online CPU and the
 //! process probes to their tracepoints, and drains samples without losing any.
 
-use std::{os::fd::AsFd as _, thread, time::Duration};
+use std::{collections::HashSet, os::fd::AsFd as _, thread, time::Duration};
 
 use anyhow::{bail, Context as _};
 use aya::{
@@ -421,7 +421,7 @@ impl Sampler {
                     label_sets.get(&GoLabelSetKey {
                         tgid: key.tgid,
                         _pad: 0,
-                        labels_addr: key.go_labels,
+                        labels_hash: key.go_labels,
                     })
                 })
                 .flatten()
@@ -440,7 +440,7 @@ impl Sampler {
             }
         }
         // The LRU map evicts stacks by itself; the cache drops those no kept key names.
-        let named = self.retention.kept_user_stacks();
+        let named: HashSet<u64> = self.retention.kept_keys().map(|k| k.user_stack).collect();
         self.stack_cache.retain(|hash, _| named.contains(hash));
         self.user_stacks_evicted += evicted;
         log::trace!("drained {} samples", samples.len());
@@ -546,8 +546,6 @@ fn raise_memlock_limit() {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::*;
     use crate::capture::retention::KEY_IDLE_DRAINS;
 
