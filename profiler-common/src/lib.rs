@@ -103,7 +103,7 @@ pub const GO_LABELS_SLICE: u32 = 1;
 pub struct GoLabelSetKey {
     pub tgid: u32,
     pub _pad: u32,
-    pub labels_addr: u64,
+    pub labels_hash: u64,
 }
 
 /// One goroutine label set as read by the kernel side: NUL-padded keys and values.

@@ -15,8 +15,8 @@ use kiln_proto::{
 };
 
 use crate::{
-    procs::{BinaryId, ProcessTable},
-    sampler::RawSample,
+    capture::procs::{BinaryId, ProcessTable},
+    capture::sampler::RawSample,
     symbolize::{self, Frames, Symbolizer},
 };
 
@@ -57,7 +57,7 @@ pub struct StackKey {
     /// Indices into [`Aggregate::locations`], leaf first (kernel frames, then user).
     pub locations: Box<[u32]>,
     /// Goroutine pprof labels, for Go programs.
-    pub labels: Option<crate::sampler::GoLabelSet>,
+    pub labels: Option<crate::capture::sampler::GoLabelSet>,
 }
 
 #[derive(Default)]

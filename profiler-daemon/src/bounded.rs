@@ -33,6 +33,10 @@ impl<K: Eq + Hash, V> ClearingCache<K, V> {
         self.map.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// Entries dropped because the cache was full, since creation.
     pub fn evicted(&self) -> u64 {
         self.evicted

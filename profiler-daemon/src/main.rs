@@ -1,20 +1,12 @@
 //! kiln: continuous profiling for Linux.
+//!
+//! The binary is the command line only (`cmd/`: flags, `--help`, dispatch); the engine is
+//! the `profiler_daemon` library, which cannot import from here.
 
-mod agent;
-mod aggregate;
-mod bounded;
 mod cmd;
-mod collector;
-mod export;
-mod golang;
-mod kallsyms;
-mod metrics;
-mod output;
-mod privileges;
-mod procs;
-mod sampler;
-mod symbolize;
-mod unwind;
+
+// The engine's stages, named at the root so that `cmd/` writes `crate::agent::run`.
+use profiler_daemon::{agent, aggregate, capture, export, output, unwind};
 
 use clap::{Parser, Subcommand};
 

@@ -48,8 +48,8 @@ use kiln_labels::DiscoveryStats;
 use profiler_common::Stat;
 
 use crate::{
+    capture::sampler::SamplerStats,
     export::{queue::BoundedQueue, DropReason, ExporterStats},
-    sampler::SamplerStats,
     symbolize::SymbolizerStats,
 };
 

@@ -163,7 +163,7 @@ fn read_labels(tgid: u32, buffer: u32, o: &GoOffsets, fsbase_offset: u64) -> Res
     let key = GoLabelSetKey {
         tgid,
         _pad: 0,
-        labels_addr: hash,
+        labels_hash: hash,
     };
     let sets = if buffer == 0 {
         &GO_LABEL_SETS_0

@@ -1,8 +1,9 @@
 //! Kiln's kernel side: a perf-event CPU sampler plus exec/exit probes.
 //!
-//! Per sample: look up the active buffer, record user and kernel stack ids for the
-//! current thread, add one to that key's count atomically. Every outcome is counted in the
-//! per-CPU `STATS` array so that userspace can report each kind of loss.
+//! Per sample: look up the active buffer, record the current thread's user stack (under
+//! a hash of its frames) and kernel stack (a `bpf_get_stackid` id), add one to that key's
+//! count atomically. Every outcome is counted in the per-CPU `STATS` array so that
+//! userspace can report each kind of loss.
 //!
 //! Two count maps and two stack maps form a double buffer: userspace flips
 //! `ACTIVE_BUFFER`, lets in-flight programs finish, and drains the idle pair while new

@@ -41,11 +41,17 @@ use anyhow::Context as _;
 use kiln_labels::{AgentConfig, Discoverer, Target};
 
 use crate::{
-    cmd::{agent::MetricsListen, record::SamplerTuning},
-    collector::Collector,
+    capture::{collector::Collector, sampler::SamplerTuning},
     export::{dir::DirSink, push::PushSink, ExportSettings, Exporter, Flavor, Sink},
     metrics::{self, AgentMetrics, ExporterView},
 };
+
+/// Where the agent's own metrics are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    At(std::net::SocketAddr),
+}
 
 /// Everything `kiln agent` runs with, after flags and the config file are merged.
 #[derive(Debug)]

@@ -28,8 +28,8 @@ use super::{
 };
 use crate::{
     aggregate::{Aggregate, Module},
-    collector::Collector,
-    metrics::AgentMetrics,
+    capture::collector::Collector,
+    metrics::{AgentMetrics, Snapshot},
 };
 
 /// Longest wait for process events; the wait ends as soon as one is queued, or a signal
@@ -38,8 +38,66 @@ const MAX_WAIT: Duration = Duration::from_millis(250);
 /// How often cached targets of processes that exited unnoticed are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-pub struct WindowLoop<'a> {
-    pub collector: Collector,
+/// What the window loop needs from the sampling side: the [`Collector`] in the agent; a
+/// scripted source in tests, since sampling itself needs root.
+pub trait SampleSource {
+    /// Sleeps until a process event is queued or `timeout` passes.
+    fn wait_for_events(&self, timeout: Duration);
+    /// Handles the queued process events and returns them.
+    fn poll_events(&mut self) -> &[ProcEvent];
+    /// Keeps DWARF unwinding in step with the processes seen.
+    fn sync_unwind(&mut self);
+    /// Drains the samples taken so far into `agg`, except those of processes `keep`
+    /// rejects; returns how many samples were skipped.
+    fn collect_into_where(
+        &mut self,
+        agg: &mut Aggregate,
+        keep: impl Fn(u32) -> bool,
+    ) -> anyhow::Result<u64>;
+    /// The process events the last drain handled.
+    fn last_events(&self) -> &[ProcEvent];
+    /// Writes the sampling side's figures (sampler, symbolizer, processes) into `snap`.
+    fn report(&self, snap: &mut Snapshot);
+}
+
+impl SampleSource for Collector {
+    fn wait_for_events(&self, timeout: Duration) {
+        Collector::wait_for_events(self, timeout);
+    }
+
+    fn poll_events(&mut self) -> &[ProcEvent] {
+        Collector::poll_events(self)
+    }
+
+    fn sync_unwind(&mut self) {
+        Collector::sync_unwind(self);
+    }
+
+    fn collect_into_where(
+        &mut self,
+        agg: &mut Aggregate,
+        keep: impl Fn(u32) -> bool,
+    ) -> anyhow::Result<u64> {
+        Collector::collect_into_where(self, agg, keep)
+    }
+
+    fn last_events(&self) -> &[ProcEvent] {
+        Collector::last_events(self)
+    }
+
+    fn report(&self, snap: &mut Snapshot) {
+        if let Ok(s) = self.sampler_stats() {
+            snap.sampler = s;
+        }
+        snap.symbolizer = Some(self.symbolizer_stats());
+        (snap.go_binaries_cached, snap.go_binaries_evicted) = self.go_cache_stats();
+        snap.processes = self.procs.len();
+        snap.binaries = self.procs.binaries.len();
+    }
+}
+
+pub struct WindowLoop<'a, S: SampleSource = Collector> {
+    pub collector: S,
     pub discoverer: Discoverer,
     pub metrics: &'a AgentMetrics,
     pub tx: SyncSender<WindowData>,
@@ -70,7 +128,7 @@ fn aligned_end(now: SystemTime, interval: Duration) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(end as u64)
 }
 
-impl WindowLoop<'_> {
+impl<S: SampleSource> WindowLoop<'_, S> {
     pub fn run(mut self) -> anyhow::Result<()> {
         // One clock for window bounds: wall time at start plus monotonic time since.
         let base_inst = Instant::now();
@@ -174,13 +232,7 @@ impl WindowLoop<'_> {
             .snapshot
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Ok(s) = self.collector.sampler_stats() {
-            snap.sampler = s;
-        }
-        snap.symbolizer = Some(self.collector.symbolizer_stats());
-        (snap.go_binaries_cached, snap.go_binaries_evicted) = self.collector.go_cache_stats();
-        snap.processes = self.collector.procs.len();
-        snap.binaries = self.collector.procs.binaries.len();
+        self.collector.report(&mut snap);
         snap.targets_cached = self.discoverer.cached();
         snap.discovery = self.discoverer.stats();
     }
@@ -373,7 +425,7 @@ impl WindowLoop<'_> {
     }
 }
 
-impl WindowLoop<'_> {
+impl<S: SampleSource> WindowLoop<'_, S> {
     /// Applies the new-series cap to a window's groups: the admitted groups, and the
     /// series and samples refused.
     fn limit_series(&mut self, seq: u64, groups: HashMap<u64, Group>) -> (Vec<Group>, u64, u64) {
@@ -397,20 +449,4 @@ impl WindowLoop<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_align_to_the_interval() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_123_456);
-        let end = aligned_end(t, Duration::from_secs(15));
-        let secs = end.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(secs, Duration::from_secs(1_000_125));
-        assert_eq!(secs.as_secs() % 15, 0);
-        // Exactly on a boundary: the next one.
-        assert_eq!(
-            aligned_end(end, Duration::from_secs(15)),
-            end + Duration::from_secs(15)
-        );
-    }
-}
+mod tests;

@@ -1,13 +1,13 @@
 //! `kiln agent`: the command-line surface of the continuous agent. Flags are layered over
 //! the optional `--config` file (flags win); everything else lives in [`crate::agent`].
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 use kiln_labels::{AgentConfig, BasicAuth, Secret};
 
-use crate::cmd::record::SamplerTuning;
+use crate::{agent::MetricsListen, cmd::record::SamplerArgs};
 
 /// Labeling flags, shared by `kiln agent` and `kiln targets` so that `kiln targets` shows
 /// exactly the labels the agent would attach.
@@ -79,13 +79,6 @@ impl LabelArgs {
         }
         Ok(base.merge(over))
     }
-}
-
-/// Where the agent's own metrics are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsListen {
-    Off,
-    At(SocketAddr),
 }
 
 /// Kubernetes metadata flags: pod, container and node labels from the API server.
@@ -326,7 +319,7 @@ pub struct AgentArgs {
     pub shutdown_timeout: Duration,
 
     #[command(flatten)]
-    pub sampler: SamplerTuning,
+    pub sampler: SamplerArgs,
 }
 
 impl AgentArgs {
@@ -415,7 +408,7 @@ impl AgentArgs {
             },
             shutdown_timeout: self.shutdown_timeout,
             max_new_series_per_window: self.max_new_series_per_window,
-            sampler: self.sampler.clone(),
+            sampler: self.sampler.tuning(),
             config,
             extra_sinks: Vec::new(),
             kube,

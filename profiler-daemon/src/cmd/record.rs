@@ -12,9 +12,9 @@ use clap::Args;
 
 use crate::{
     aggregate::Aggregate,
-    collector::Collector,
+    capture::collector::Collector,
+    capture::sampler::SamplerTuning,
     output::{self, Format, WriteInfo},
-    sampler::SamplerConfig,
 };
 
 #[derive(Debug, Args)]
@@ -38,12 +38,12 @@ pub struct RecordArgs {
     pub output: Vec<PathBuf>,
 
     #[command(flatten)]
-    pub sampler: SamplerTuning,
+    pub sampler: SamplerArgs,
 }
 
 /// Knobs of the kernel side, shared by every command that samples.
 #[derive(Debug, Args, Clone)]
-pub struct SamplerTuning {
+pub struct SamplerArgs {
     /// Also record idle CPUs (the swapper task, pid 0).
     #[arg(long)]
     pub include_idle: bool,
@@ -86,11 +86,9 @@ pub struct SamplerTuning {
     pub drain_interval_ms: u64,
 }
 
-impl SamplerTuning {
-    pub fn config(&self, frequency: u64, pids: Vec<u32>) -> SamplerConfig {
-        SamplerConfig {
-            frequency,
-            pids,
+impl SamplerArgs {
+    pub fn tuning(&self) -> SamplerTuning {
+        SamplerTuning {
             include_idle: self.include_idle,
             counts_entries: self.counts_map_entries,
             stack_entries: self.stack_map_entries,
@@ -100,6 +98,7 @@ impl SamplerTuning {
                 table_bytes: self.unwind_table_mib.max(1) << 20,
                 max_processes: self.unwind_processes,
             },
+            drain_interval_ms: self.drain_interval_ms,
         }
     }
 }
@@ -126,7 +125,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
 
-    let config = args.sampler.config(args.frequency, args.pids.clone());
+    let config = args
+        .sampler
+        .tuning()
+        .config(args.frequency, args.pids.clone());
     let mut collector = Collector::start(&config)?;
     let started_at = SystemTime::now();
     let start = Instant::now();

@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
-    cmd::{agent::AgentArgs, agent::MetricsListen, server::ServerArgs},
+    agent::MetricsListen,
+    cmd::{agent::AgentArgs, server::ServerArgs},
     export::store::StoreSink,
 };
 

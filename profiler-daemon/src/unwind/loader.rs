@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use profiler_common::unwind::{ProcUnwindInfo, UnwindMapping, UnwindRow, MAX_UNWIND_MAPPINGS};
 
 use super::table::{self, Segment, UnwindTable};
-use crate::procs::{BinaryId, ExecMapping};
+use crate::capture::procs::{BinaryId, ExecMapping};
 
 /// Where tables and mapping lists go: the BPF maps, or a fake in tests.
 pub trait UnwindMaps {

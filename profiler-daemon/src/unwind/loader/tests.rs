@@ -215,7 +215,7 @@ fn free_list_coalesces() {
 fn real_libc_table_through_the_loader() {
     // Our own process maps libc: compile it for real and check the registered bias
     // lands every libc code address inside the table's rows.
-    let mut procs = crate::procs::ProcessTable::default();
+    let mut procs = crate::capture::procs::ProcessTable::default();
     let pid = std::process::id();
     let p = procs.ensure(pid).unwrap();
     let mappings = p.mappings.clone();

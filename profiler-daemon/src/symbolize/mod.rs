@@ -1,7 +1,9 @@
 //! Turns addresses into function names: user addresses by (binary, file offset) with
 //! blazesym (ELF symbols, DWARF with inlined functions and lines, Go, demangling), kernel
-//! addresses with kallsyms (our compact table, see [`crate::kallsyms`]). Results are cached
+//! addresses with kallsyms (our compact table, see [`kallsyms`]). Results are cached
 //! per binary and offset, so an address seen again costs one hash lookup.
+
+pub mod kallsyms;
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -11,10 +13,8 @@ use blazesym::symbolize::{
     CodeInfo, Input, Sym, Symbolized, Symbolizer as Blazesym,
 };
 
-use crate::{
-    kallsyms::Kallsyms,
-    procs::{Binary, BinaryId},
-};
+use self::kallsyms::Kallsyms;
+use crate::capture::procs::{Binary, BinaryId};
 
 /// One function in a location. A location holds several when functions were inlined.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -20,12 +20,11 @@ use profiler_common::{
     UserStack, STAT_COUNT,
 };
 
+use super::retention::{KeyFate, KeyRetention};
+
 /// How long a flip of the active buffer waits for programs that already read the old
 /// value. A sample program runs for a few microseconds; this is three orders of margin.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
-/// Drains of its buffer a key may count nothing in before it is deleted: long enough
-/// that a stack sampled about once a second at low frequencies keeps its key.
-const KEY_IDLE_DRAINS: u64 = 10;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf"));
 
@@ -42,6 +41,37 @@ pub struct SamplerConfig {
     pub go_labels: bool,
     /// DWARF unwinding of processes whose binaries have CFI.
     pub unwind: crate::unwind::UnwindConfig,
+}
+
+/// The sampler's knobs shared by every command that samples (what to profile and how
+/// often come from the command): kernel map sizes, switches, and the drain interval.
+#[derive(Clone, Debug)]
+pub struct SamplerTuning {
+    /// Also record idle CPUs (the swapper task, pid 0).
+    pub include_idle: bool,
+    /// Distinct (thread, stack) keys each of the two sample buffers holds.
+    pub counts_entries: u32,
+    /// Distinct stacks each of the two stack maps holds.
+    pub stack_entries: u32,
+    /// Read goroutine pprof labels of Go programs.
+    pub go_labels: bool,
+    pub unwind: crate::unwind::UnwindConfig,
+    /// How often samples are moved out of the kernel, in milliseconds.
+    pub drain_interval_ms: u64,
+}
+
+impl SamplerTuning {
+    pub fn config(&self, frequency: u64, pids: Vec<u32>) -> SamplerConfig {
+        SamplerConfig {
+            frequency,
+            pids,
+            include_idle: self.include_idle,
+            counts_entries: self.counts_entries,
+            stack_entries: self.stack_entries,
+            go_labels: self.go_labels,
+            unwind: self.unwind.clone(),
+        }
+    }
 }
 
 impl Default for SamplerConfig {
@@ -128,18 +158,8 @@ pub struct Sampler {
     /// only with a new key, and its LRU map may evict it while the key lives on, zeroed,
     /// for its next samples.
     stack_cache: std::collections::HashMap<u64, Box<[u64]>>,
-    /// Per buffer: processes that exited or exec'd since its last drain, whose keys that
-    /// drain deletes rather than keeps.
-    ended: [HashSet<u32>; 2],
-    /// Kernel stacks a buffer may hold before its drain clears them (with the keys that
-    /// name them): stale stacks occupy buckets a new stack would collide with.
-    kernel_stacks_limit: usize,
-    /// Per buffer: the drain of that buffer (`drains`) in which each key last counted.
-    key_last_counted: [std::collections::HashMap<SampleKey, u64>; 2],
-    /// Per buffer: how often it was drained.
-    drains: [u64; 2],
-    /// Keys a buffer may hold before its drain deletes every key idle since the last one.
-    keys_limit: usize,
+    /// Which keys each drain keeps, zeroes or deletes.
+    retention: KeyRetention,
     /// One perf event per CPU; emptied by [`Sampler::stop`].
     perf_links: Vec<PerfEventLinkId>,
 }
@@ -152,14 +172,14 @@ impl Sampler {
         config: &SamplerConfig,
         before_attach: impl FnOnce(Option<crate::unwind::BpfUnwindMaps>),
     ) -> anyhow::Result<Self> {
-        crate::privileges::check()?;
+        crate::capture::privileges::check()?;
         check_frequency(config.frequency)?;
         raise_memlock_limit();
 
         let filter_pids: u8 = u8::from(!config.pids.is_empty());
         let include_idle: u8 = u8::from(config.include_idle);
         let fsbase_offset: u64 = if config.go_labels {
-            crate::golang::fsbase_offset().unwrap_or_else(|| {
+            crate::runtimes::golang::fsbase_offset().unwrap_or_else(|| {
                 log::warn!("no BTF for task_struct.thread.fsbase: Go labels will not be read");
                 0
             })
@@ -277,11 +297,7 @@ impl Sampler {
             user_stacks,
             user_stacks_evicted: 0,
             stack_cache: Default::default(),
-            ended: Default::default(),
-            kernel_stacks_limit: (config.stack_entries / 16).max(1) as usize,
-            key_last_counted: Default::default(),
-            drains: [0; 2],
-            keys_limit: (config.counts_entries / 2) as usize,
+            retention: KeyRetention::new(config.counts_entries, config.stack_entries),
             perf_links,
         })
     }
@@ -324,21 +340,15 @@ impl Sampler {
     /// Tells the next drain of each buffer that `tgid` exited or exec'd: its keys are then
     /// deleted rather than kept for its next samples.
     pub fn process_ended(&mut self, tgid: u32) {
-        for ended in &mut self.ended {
-            ended.insert(tgid);
-        }
+        self.retention.process_ended(tgid);
     }
 
     /// Swaps buffers and returns everything recorded in the one that was active.
     ///
-    /// Keys that counted samples stay, zeroed: a stack that recurs is then one lookup in
-    /// the kernel instead of an insert after every drain. Keys are deleted once idle for
-    /// [`KEY_IDLE_DRAINS`] drains of their buffer (or for one, when the buffer holds more
-    /// than `keys_limit`), and those of processes that ended at once. A kept key's user
-    /// stack is kept here (`stack_cache`), since the kernel's LRU map may evict it; a key
-    /// whose stack was evicted before its first drain is deleted. Kernel stacks stay
-    /// too, until a buffer holds more than `kernel_stacks_limit` of them: then they are
-    /// cleared, and the keys that name them deleted.
+    /// Which keys stay (zeroed) and which are deleted is [`KeyRetention`]'s decision. A
+    /// kept key's user stack is kept here (`stack_cache`), since the kernel's LRU map may
+    /// evict it; a key whose stack was evicted before its first drain is deleted. Kernel
+    /// stacks stay until the retention policy clears them, with the keys that name them.
     pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
         let old = (self.active & control::BUFFER) as usize;
         self.active ^= control::BUFFER;
@@ -350,22 +360,14 @@ impl Sampler {
         let label_sets = drain_go_label_sets(&mut self.go_label_sets[old]);
         let counts = &mut self.counts[old];
         let stacks = &mut self.stacks[old];
-        let ended = std::mem::take(&mut self.ended[old]);
         let stack_ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
-        let clear_kernel_stacks = stack_ids.len() > self.kernel_stacks_limit;
         let user_stacks = &self.user_stacks;
         let stack_cache = &mut self.stack_cache;
         let mut evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
-        self.drains[old] += 1;
-        let drain = self.drains[old];
-        let idle_drains = if keys.len() > self.keys_limit {
-            1
-        } else {
-            KEY_IDLE_DRAINS
-        };
-        let last_counted = &mut self.key_last_counted[old];
+        let mut retention = self.retention.drain(old, keys.len(), stack_ids.len());
+        let clear_kernel_stacks = retention.clears_kernel_stacks();
         let mut samples = Vec::with_capacity(keys.len());
         for key in keys {
             let Ok(count) = counts.get(&key, 0) else {
@@ -392,21 +394,14 @@ impl Sampler {
                     }
                 }
             };
-            let last = if count > 0 {
-                drain
-            } else {
-                last_counted.get(&key).copied().unwrap_or(0)
-            };
-            let delete = stack_lost
-                || drain - last >= idle_drains
-                || ended.contains(&key.tgid)
-                || (clear_kernel_stacks && key.kernel_stack_id >= 0);
-            if delete {
-                let _ = counts.remove(&key);
-                last_counted.remove(&key);
-            } else if count > 0 {
-                let _ = counts.insert(key, 0, 0);
-                last_counted.insert(key, drain);
+            match retention.fate(&key, count, stack_lost) {
+                KeyFate::Delete => {
+                    let _ = counts.remove(&key);
+                }
+                KeyFate::Zero => {
+                    let _ = counts.insert(key, 0, 0);
+                }
+                KeyFate::Keep => {}
             }
             if count == 0 {
                 continue;
@@ -426,7 +421,7 @@ impl Sampler {
                     label_sets.get(&GoLabelSetKey {
                         tgid: key.tgid,
                         _pad: 0,
-                        labels_addr: key.go_labels,
+                        labels_hash: key.go_labels,
                     })
                 })
                 .flatten()
@@ -444,13 +439,8 @@ impl Sampler {
                 let _ = stacks.remove(&id);
             }
         }
-        // The LRU map evicts stacks by itself; the cache drops those no kept key names
-        // (`key_last_counted` holds the kept keys of both buffers).
-        let named: HashSet<u64> = self
-            .key_last_counted
-            .iter()
-            .flat_map(|keys| keys.keys().map(|k| k.user_stack))
-            .collect();
+        // The LRU map evicts stacks by itself; the cache drops those no kept key names.
+        let named: HashSet<u64> = self.retention.kept_keys().map(|k| k.user_stack).collect();
         self.stack_cache.retain(|hash, _| named.contains(hash));
         self.user_stacks_evicted += evicted;
         log::trace!("drained {} samples", samples.len());
@@ -557,6 +547,7 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::retention::KEY_IDLE_DRAINS;
 
     /// Runs `step` over and over for `ms`.
     fn repeat_for(ms: u64, mut step: impl FnMut()) {

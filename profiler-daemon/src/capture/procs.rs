@@ -88,6 +88,10 @@ impl Binaries {
         self.by_file.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_file.is_empty()
+    }
+
     fn intern(&mut self, dev: u64, inode: u64, pid: u32, map: &MapsLine<'_>) -> Option<BinaryId> {
         if let Some(&id) = self.by_file.get(&(dev, inode)) {
             return Some(id);
@@ -153,6 +157,10 @@ impl ProcessTable {
 
     pub fn len(&self) -> usize {
         self.processes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty()
     }
 
     /// Reads (or re-reads) a process's mappings. Returns false if it is gone, or if it

@@ -155,7 +155,7 @@ fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::golang::runtime_offsets;
+    use crate::runtimes::golang::runtime_offsets;
 
     /// Builds memory the way a Go runtime lays it out, at made-up addresses.
     #[derive(Default)]
@@ -389,7 +389,9 @@ mod tests {
             Ok(s) => assert!(s.success(), "go build failed"),
             Err(e) => panic!("no go toolchain ({e}): run `cargo xtask setup`"),
         }
-        let (version, o) = crate::golang::detect(&exe).unwrap().expect("a Go program");
+        let (version, o) = crate::runtimes::golang::detect(&exe)
+            .unwrap()
+            .expect("a Go program");
         assert!(version.starts_with("go1.19"), "{version}");
         let mut child = std::process::Command::new(&exe)
             .args(["features", "60"])

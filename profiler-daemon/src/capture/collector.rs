@@ -7,8 +7,8 @@ use profiler_common::{proc_event, ProcEvent};
 use crate::{
     aggregate::Aggregate,
     bounded::ClearingCache,
-    procs::ProcessTable,
-    sampler::{Sampler, SamplerConfig, SamplerStats},
+    capture::procs::ProcessTable,
+    capture::sampler::{Sampler, SamplerConfig, SamplerStats},
     symbolize::{Symbolizer, SymbolizerStats},
     unwind::{loader::BinaryRef, BpfUnwindMaps, LoaderStats, UnwindLoader},
 };
@@ -192,7 +192,7 @@ impl Collector {
             std::os::unix::fs::MetadataExt::ino(&meta),
         );
         let offsets = *self.go_binaries.get_or_insert_with(id, || {
-            match crate::golang::detect(std::path::Path::new(&exe)) {
+            match crate::runtimes::golang::detect(std::path::Path::new(&exe)) {
                 Ok(Some((version, offsets))) => {
                     log::debug!("pid {pid}: {version}, reading goroutine labels");
                     Some(offsets)

@@ -1,0 +1,5 @@
+//! Language runtimes: each one is a room of its own behind one small interface: it
+//! recognizes its programs from their binary and tells the kernel side what to read
+//! (offsets, TLS slots), so the rest of the data path stays runtime-agnostic.
+
+pub mod golang;
