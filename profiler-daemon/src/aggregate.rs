@@ -355,11 +355,13 @@ mod tests {
                 flags: 0,
                 comm: *b"kworker\0\0\0\0\0\0\0\0\0",
                 go_labels: 0,
+                python_stack: 0,
             },
             count: 3,
             user: Vec::new(),
             kernel: vec![addr],
             go_labels: None,
+            python: None,
         }
     }
 

@@ -16,8 +16,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    control, defaults, names, GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat,
-    UserStack, STAT_COUNT,
+    control, defaults, names,
+    python::{PyFrame, PyProcess, PyStack},
+    GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat, UserStack, STAT_COUNT,
 };
 
 /// How long a flip of the active buffer waits for programs that already read the old
@@ -72,7 +73,12 @@ pub struct RawSample {
     pub kernel: Vec<u64>,
     /// Goroutine labels (Go programs inside `pprof.Do`).
     pub go_labels: Option<GoLabelSet>,
+    /// Python frames of the thread, innermost first (CPython processes).
+    pub python: Option<PythonFrames>,
 }
+
+/// The Python frames of a sample as the kernel read them, innermost first.
+pub type PythonFrames = std::sync::Arc<[PyFrame]>;
 
 /// Totals of the kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,6 +128,13 @@ pub struct Sampler {
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
     pub go_labels_supported: bool,
     user_stacks: HashMap<MapData, u64, UserStack>,
+    py_procs: HashMap<MapData, u32, PyProcess>,
+    py_stacks: HashMap<MapData, u64, PyStack>,
+    /// Like `stack_cache`, for the Python stacks of kept keys.
+    py_stack_cache: std::collections::HashMap<u64, PythonFrames>,
+    /// Drained samples whose Python stack the LRU map had evicted (counted as
+    /// `Stat::PythonStacksFull`).
+    py_stacks_evicted: u64,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
     /// The user stacks of the keys the buffers keep, by hash. The kernel stores a stack
@@ -221,6 +234,8 @@ impl Sampler {
             None
         };
         let go_procs = HashMap::try_from(take(&mut ebpf, names::GO_PROCS)?)?;
+        let py_procs = HashMap::try_from(take(&mut ebpf, names::PY_PROCS)?)?;
+        let py_stacks = HashMap::try_from(take(&mut ebpf, names::PY_STACKS)?)?;
         let go_label_sets = [
             HashMap::try_from(take(&mut ebpf, names::GO_LABEL_SETS[0])?)?,
             HashMap::try_from(take(&mut ebpf, names::GO_LABEL_SETS[1])?)?,
@@ -275,6 +290,10 @@ impl Sampler {
             go_label_sets,
             go_labels_supported: fsbase_offset != 0,
             user_stacks,
+            py_procs,
+            py_stacks,
+            py_stack_cache: Default::default(),
+            py_stacks_evicted: 0,
             user_stacks_evicted: 0,
             stack_cache: Default::default(),
             ended: Default::default(),
@@ -321,6 +340,25 @@ impl Sampler {
         let _ = self.go_procs.remove(&tgid);
     }
 
+    /// Starts reading the Python frames of process `tgid` (or counting its samples as
+    /// unsupported, when `process.supported` is 0).
+    pub fn set_py_process(&mut self, tgid: u32, process: PyProcess) -> anyhow::Result<()> {
+        self.py_procs
+            .insert(tgid, process, 0)
+            .context("the Python process map is full")?;
+        if self.active & control::PY_PROCESSES == 0 {
+            self.active |= control::PY_PROCESSES;
+            self.active_buffer
+                .set(control::WORD, self.active, 0)
+                .context("enabling Python frame reading failed")?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_py_process(&mut self, tgid: u32) {
+        let _ = self.py_procs.remove(&tgid);
+    }
+
     /// Tells the next drain of each buffer that `tgid` exited or exec'd: its keys are then
     /// deleted rather than kept for its next samples.
     pub fn process_ended(&mut self, tgid: u32) {
@@ -355,7 +393,10 @@ impl Sampler {
         let clear_kernel_stacks = stack_ids.len() > self.kernel_stacks_limit;
         let user_stacks = &self.user_stacks;
         let stack_cache = &mut self.stack_cache;
+        let py_stacks = &self.py_stacks;
+        let py_stack_cache = &mut self.py_stack_cache;
         let mut evicted = 0;
+        let mut py_evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
         self.drains[old] += 1;
@@ -389,6 +430,25 @@ impl Sampler {
                         // the stack again.
                         stack_lost = true;
                         Vec::new()
+                    }
+                }
+            };
+            let python = if key.python_stack == 0 || count == 0 {
+                None
+            } else if let Some(cached) = py_stack_cache.get(&key.python_stack) {
+                Some(cached.clone())
+            } else {
+                match py_stacks.get(&key.python_stack, 0) {
+                    Ok(st) => {
+                        let frames: PythonFrames =
+                            st.frames[..(st.len as usize).min(st.frames.len())].into();
+                        py_stack_cache.insert(key.python_stack, frames.clone());
+                        Some(frames)
+                    }
+                    Err(_) => {
+                        py_evicted += count;
+                        stack_lost = true;
+                        None
                     }
                 }
             };
@@ -437,6 +497,7 @@ impl Sampler {
                 user,
                 kernel,
                 go_labels,
+                python,
             });
         }
         if clear_kernel_stacks {
@@ -452,7 +513,14 @@ impl Sampler {
             .flat_map(|keys| keys.keys().map(|k| k.user_stack))
             .collect();
         self.stack_cache.retain(|hash, _| named.contains(hash));
+        let named: HashSet<u64> = self
+            .key_last_counted
+            .iter()
+            .flat_map(|keys| keys.keys().map(|k| k.python_stack))
+            .collect();
+        self.py_stack_cache.retain(|hash, _| named.contains(hash));
         self.user_stacks_evicted += evicted;
+        self.py_stacks_evicted += py_evicted;
         log::trace!("drained {} samples", samples.len());
         Ok(samples)
     }
@@ -494,6 +562,7 @@ impl Sampler {
             }
         }
         totals.0[Stat::UserStackEvicted as usize] += self.user_stacks_evicted;
+        totals.0[Stat::PythonStacksFull as usize] += self.py_stacks_evicted;
         Ok(totals)
     }
 }

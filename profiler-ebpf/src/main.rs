@@ -22,6 +22,8 @@ mod golabels;
 #[cfg(target_arch = "bpf")]
 mod hash;
 #[cfg(target_arch = "bpf")]
+mod python;
+#[cfg(target_arch = "bpf")]
 mod sampler;
 #[cfg(target_arch = "bpf")]
 mod scratch;

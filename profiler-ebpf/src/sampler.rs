@@ -203,6 +203,11 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     } else {
         0
     };
+    let (python_stack, python_flags) = if control & control::PY_PROCESSES != 0 {
+        crate::python::current_stack(tgid, count_dynamic)
+    } else {
+        (0, 0)
+    };
     // Processes with unwind tables: the DWARF unwinder; the others: frame pointers. Both
     // leave the stack in `CpuScratch::stack`.
     let mut sample = Sample {
@@ -213,6 +218,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         flags: 0,
         stacks_full: Stat::UserStacksFull,
         go_labels,
+        python_stack,
     };
     match crate::unwinder::unwind_user(ctx, tgid, user_mode, count, count_dynamic) {
         Some(Ok((flags, hash))) => {
@@ -231,6 +237,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
             }),
         },
     }
+    sample.flags |= python_flags;
     if buffer == 0 {
         record(ctx, &sample, &COUNTS_0, &STACKS_0);
     } else {
@@ -251,6 +258,8 @@ struct Sample {
     /// What to count if the user stack map is full.
     stacks_full: Stat,
     go_labels: u64,
+    /// Key of the Python frames in `PY_STACKS`; 0: none.
+    python_stack: u64,
 }
 
 /// Stores the stacks and counts the sample in one buffer's maps.
@@ -289,6 +298,7 @@ fn record(
         flags: s.flags,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         go_labels: s.go_labels,
+        python_stack: s.python_stack,
     };
     // Userspace zeroes the keys it drains instead of deleting them, so a recurring key
     // costs one lookup. Its user stack need not stay in the LRU map: userspace keeps the

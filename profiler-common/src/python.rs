@@ -1,0 +1,83 @@
+//! Python (CPython) frames read by the kernel side at sample time.
+//!
+//! Userspace registers each CPython process in `PY_PROCS` with where its interpreter
+//! keeps what the walk needs ([`PyProcess`]); the sampler then finds the sampled thread's
+//! `PyThreadState` through its pthread TLS slot, follows the frame chain and stores the
+//! frames ([`PyStack`]) under a hash of them, named in [`crate::SampleKey::python_stack`].
+//! Names (qualname, file, line) are read by userspace from the code objects.
+
+/// Python frames read per sample (the innermost ones; deeper stacks are flagged
+/// truncated).
+pub const MAX_PY_FRAMES: usize = 192;
+
+/// Bytes of a code object read per frame, from [`PyProcess::code_tag_offset`]: hashed
+/// into [`PyFrame::tag`], so that a code object freed and another allocated at its
+/// address is told apart from the one sampled.
+pub const PY_CODE_TAG_BYTES: usize = 64;
+
+/// Bit of [`PyFrame::instr`]: the frame is the first one its `_PyEval_EvalFrameDefault`
+/// activation ran (3.11 `_PyInterpreterFrame.is_entry`); frames from the leaf up to and
+/// including such a frame belong to one activation of the interpreter loop.
+pub const PY_FRAME_ENTRY: u32 = 1 << 31;
+/// [`PyFrame::instr`] without the entry bit: this many or more means the instruction
+/// pointer was not inside the code object (line unknown: the first line is used).
+pub const PY_INSTR_UNKNOWN: u32 = PY_FRAME_ENTRY - 1;
+
+/// One Python frame as the kernel read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PyFrame {
+    /// Address of the `PyCodeObject`.
+    pub code: u64,
+    /// Hash of [`PY_CODE_TAG_BYTES`] of the code object (see [`py_code_tag`]).
+    pub tag: u32,
+    /// `prev_instr - code` in bytes, or [`PY_INSTR_UNKNOWN`]; | [`PY_FRAME_ENTRY`].
+    pub instr: u32,
+}
+
+/// The Python frames of one sample, innermost first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PyStack {
+    pub len: u64,
+    pub frames: [PyFrame; MAX_PY_FRAMES],
+}
+
+/// Where a CPython process keeps what the walk needs (offsets from CPython's headers for
+/// its version, addresses in the process). Values of this map, keyed by tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyProcess {
+    /// 0: a Python whose layout Kiln does not know; samples are counted
+    /// (`Stat::PythonUnsupported`) and keep their native stack only.
+    pub supported: u32,
+    /// Offset from the thread pointer of glibc's `struct pthread.specific_1stblock`
+    /// (`struct pthread_key_data { seq, data }[32]`).
+    pub pthread_specific: u32,
+    /// Address of `_PyRuntime.gilstate.autoTSSkey._key` (3.11): the pthread key whose
+    /// value is the thread's `PyThreadState`.
+    pub tss_key_addr: u64,
+    pub tstate_cframe: u32,
+    pub cframe_current_frame: u32,
+    pub frame_code: u32,
+    pub frame_previous: u32,
+    pub frame_prev_instr: u32,
+    pub frame_is_entry: u32,
+    /// Where in a code object the [`PY_CODE_TAG_BYTES`] hashed into a frame's tag start.
+    pub code_tag_offset: u32,
+    pub _pad: u32,
+}
+
+/// The tag of a code object from its [`PY_CODE_TAG_BYTES`] as 8 little-endian words
+/// (FNV-1a over the words, folded to 32 bits; never 0 for readable bytes by chance
+/// alone is not promised). The kernel and userspace compute it the same way.
+#[inline(always)]
+pub fn py_code_tag(words: &[u64; PY_CODE_TAG_BYTES / 8]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < PY_CODE_TAG_BYTES / 8 {
+        h = (h ^ words[i]).wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    (h ^ (h >> 32)) as u32
+}
