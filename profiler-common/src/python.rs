@@ -54,9 +54,10 @@ pub struct PyProcess {
     /// Offset from the thread pointer of glibc's `struct pthread.specific_1stblock`
     /// (`struct pthread_key_data { seq, data }[32]`).
     pub pthread_specific: u32,
-    /// Address of `_PyRuntime.gilstate.autoTSSkey._key` (3.11): the pthread key whose
-    /// value is the thread's `PyThreadState`.
-    pub tss_key_addr: u64,
+    /// Address of `_PyRuntime.gilstate.autoTSSkey` (3.11), a `Py_tss_t`
+    /// (`{int _is_initialized; pthread_key_t _key;}`, fixed by the C API): the pthread
+    /// key whose value is the thread's `PyThreadState`, once initialized.
+    pub tss_addr: u64,
     pub tstate_cframe: u32,
     pub cframe_current_frame: u32,
     pub frame_code: u32,

@@ -131,6 +131,7 @@ impl Collector {
             match e.kind {
                 proc_event::FIRST_SAMPLE if self.procs.capture(e.tgid) => {
                     self.watch_go_labels(e.tgid);
+                    self.watch_python(e.tgid);
                     self.recheck
                         .push_back((std::time::Instant::now() + RECHECK_AFTER, e.tgid));
                 }
@@ -141,11 +142,14 @@ impl Collector {
                         unwind.remove_process(e.tgid);
                     }
                     self.sampler.remove_go_process(e.tgid);
+                    self.sampler.remove_py_process(e.tgid);
+                    self.symbolizer.python.forget(e.tgid);
                 }
                 proc_event::EXIT => {
                     self.procs.mark_exited(e.tgid);
                     self.sampler.process_ended(e.tgid);
                     self.sampler.remove_go_process(e.tgid);
+                    self.sampler.remove_py_process(e.tgid);
                     self.exited.push(e.tgid);
                 }
                 _ => {}
@@ -162,6 +166,8 @@ impl Collector {
             self.recheck.pop_front();
             if self.procs.get(pid).is_some_and(|p| !p.exited) && self.procs.mappings_changed(pid) {
                 self.procs.capture(pid);
+                // An interpreter that links libpython maps it after the first sample.
+                self.watch_python(pid);
             }
         }
         &self.events
@@ -208,6 +214,33 @@ impl Collector {
         }
     }
 
+    /// If `pid` runs CPython, tells the kernel side to read its threads' Python frames (or,
+    /// for a version Kiln has no layout for, to count its samples as unsupported).
+    fn watch_python(&mut self, pid: u32) {
+        if !self.sampler.thread_pointer_known || self.symbolizer.python.is_registered(pid) {
+            return;
+        }
+        match crate::runtimes::python::detect(pid) {
+            Ok(Some(detected)) => {
+                let (major, minor) = detected.version;
+                match detected.layout {
+                    Some(layout) => {
+                        log::debug!("pid {pid}: Python {major}.{minor}, reading its frames");
+                        self.symbolizer.python.register(pid, layout);
+                    }
+                    None => log::info!(
+                        "pid {pid}: Python {major}.{minor} has no known layout; its Python frames are not read"
+                    ),
+                }
+                if let Err(e) = self.sampler.set_py_process(pid, detected.process) {
+                    log::warn!("pid {pid}: {e:#}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::info!("pid {pid}: {e}"),
+        }
+    }
+
     /// Moves everything sampled so far into `agg`.
     pub fn collect_into(&mut self, agg: &mut Aggregate) -> anyhow::Result<()> {
         self.collect_into_where(agg, |_| true).map(|_| ())
@@ -240,6 +273,9 @@ impl Collector {
                 unwind.remove_process(pid);
             }
         }
+        for &pid in &exited {
+            self.symbolizer.python.forget(pid);
+        }
         for (id, _) in self.procs.evict_exited(&exited) {
             self.symbolizer.forget(id);
             if let Some(unwind) = &mut self.unwind {
@@ -266,8 +302,15 @@ impl Collector {
         self.sampler.stop()
     }
 
+    /// The kernel's counters plus the losses counted while symbolizing (Python frames
+    /// that could not be named or placed).
     pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {
-        self.sampler.stats()
+        let mut stats = self.sampler.stats()?;
+        stats.0[profiler_common::Stat::PythonCodeUnreadable as usize] +=
+            self.symbolizer.python.unreadable;
+        stats.0[profiler_common::Stat::PythonMergeMismatch as usize] +=
+            self.symbolizer.python.mismatched;
+        Ok(stats)
     }
 
     pub fn symbolizer_stats(&self) -> SymbolizerStats {

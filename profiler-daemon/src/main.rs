@@ -11,6 +11,7 @@ mod metrics;
 mod output;
 mod privileges;
 mod procs;
+mod runtimes;
 mod sampler;
 mod symbolize;
 mod unwind;

@@ -127,6 +127,9 @@ pub struct Sampler {
     go_label_sets: [HashMap<MapData, GoLabelSetKey, GoLabels>; 2],
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
     pub go_labels_supported: bool,
+    /// Whether threads' thread pointers can be read (BTF gave fsbase's offset), which
+    /// finding Python thread states needs.
+    pub thread_pointer_known: bool,
     user_stacks: HashMap<MapData, u64, UserStack>,
     py_procs: HashMap<MapData, u32, PyProcess>,
     py_stacks: HashMap<MapData, u64, PyStack>,
@@ -171,14 +174,13 @@ impl Sampler {
 
         let filter_pids: u8 = u8::from(!config.pids.is_empty());
         let include_idle: u8 = u8::from(config.include_idle);
-        let fsbase_offset: u64 = if config.go_labels {
-            crate::golang::fsbase_offset().unwrap_or_else(|| {
-                log::warn!("no BTF for task_struct.thread.fsbase: Go labels will not be read");
-                0
-            })
-        } else {
+        // Go labels and Python thread states are both found through the thread pointer.
+        let fsbase_offset: u64 = crate::golang::fsbase_offset().unwrap_or_else(|| {
+            log::warn!(
+                "no BTF for task_struct.thread.fsbase: Go labels and Python frames will not be read"
+            );
             0
-        };
+        });
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_FILTER_PIDS, &filter_pids, true)
@@ -288,7 +290,8 @@ impl Sampler {
             stats,
             go_procs,
             go_label_sets,
-            go_labels_supported: fsbase_offset != 0,
+            go_labels_supported: config.go_labels && fsbase_offset != 0,
+            thread_pointer_known: fsbase_offset != 0,
             user_stacks,
             py_procs,
             py_stacks,

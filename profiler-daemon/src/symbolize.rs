@@ -63,6 +63,8 @@ pub struct Symbolizer {
     drain: u64,
     hits: u64,
     misses: u64,
+    /// Names of Python frames (code objects of registered CPython processes).
+    pub python: crate::runtimes::python::code::CodeNames,
 }
 
 impl Symbolizer {
@@ -84,6 +86,7 @@ impl Symbolizer {
             drain: 0,
             hits: 0,
             misses: 0,
+            python: Default::default(),
         }
     }
 

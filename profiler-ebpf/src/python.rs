@@ -110,8 +110,13 @@ fn read_stack(process: &PyProcess) -> Result<(u64, u32, Option<Stat>), Stat> {
     if fsbase == 0 {
         return Err(Stat::PythonNoThread);
     }
-    let key: u32 = unsafe { bpf_probe_read_user(process.tss_key_addr as *const u32) }
-        .map_err(|_| Stat::PythonReadFailure)?;
+    // `Py_tss_t`: `_is_initialized`, then `_key`.
+    let tss = read_u64(process.tss_addr).ok_or(Stat::PythonReadFailure)?;
+    if tss as u32 == 0 {
+        // The interpreter is still starting: no thread state yet.
+        return Err(Stat::PythonNoThread);
+    }
+    let key = (tss >> 32) as u32;
     // Keys past the first block live in a second-level array glibc allocates on demand;
     // CPython creates its key at startup, among the first.
     if key >= 32 {

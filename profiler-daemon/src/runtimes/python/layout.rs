@@ -1,0 +1,193 @@
+//! Where CPython keeps what Kiln reads, by version: byte offsets taken from CPython's own
+//! headers (`Include/internal/pycore_runtime.h`, `pycore_frame.h`, `cpython/pystate.h`,
+//! `cpython/code.h`, `cpython/unicodeobject.h`) for x86_64, and checked against them by
+//! a test that compiles `offsetof` of each field with the installed interpreter's headers.
+
+/// Offsets of one CPython minor version (x86_64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub version: (u32, u32),
+    /// `_PyRuntime.gilstate.autoTSSkey`: the `Py_tss_t` holding the pthread key of the
+    /// thread's state (`_key` at 4, after `_is_initialized`).
+    pub runtime_tss: u64,
+    /// `PyThreadState.cframe`.
+    pub tstate_cframe: u32,
+    /// `_PyCFrame.current_frame`.
+    pub cframe_current_frame: u32,
+    /// `_PyInterpreterFrame.f_code`, `.previous`, `.prev_instr`, `.is_entry`.
+    pub frame_code: u32,
+    pub frame_previous: u32,
+    pub frame_prev_instr: u32,
+    pub frame_is_entry: u32,
+    /// `PyCodeObject.co_firstlineno`, `co_filename`, `co_qualname`, `co_linetable`,
+    /// `co_code_adaptive` (the bytecode `prev_instr` points into).
+    pub code_first_line: u32,
+    pub code_filename: u32,
+    pub code_qualname: u32,
+    pub code_linetable: u32,
+    pub code_bytecode: u32,
+    /// `PyASCIIObject.state`; the data of a compact ASCII string (`sizeof(PyASCIIObject)`)
+    /// and of another compact string (`sizeof(PyCompactUnicodeObject)`).
+    pub unicode_state: u32,
+    pub unicode_ascii_data: u32,
+    pub unicode_compact_data: u32,
+    /// `PyVarObject.ob_size` and `PyBytesObject.ob_sval`.
+    pub var_size: u32,
+    pub bytes_data: u32,
+}
+
+/// The code object bytes hashed into a frame's tag start at `co_firstlineno` and run
+/// through `co_qualname`: line, counts, and the name and file pointers.
+impl Layout {
+    pub fn code_tag_offset(&self) -> u32 {
+        self.code_first_line
+    }
+}
+
+const PY311: Layout = Layout {
+    version: (3, 11),
+    runtime_tss: 592,
+    tstate_cframe: 56,
+    cframe_current_frame: 8,
+    frame_code: 32,
+    frame_previous: 48,
+    frame_prev_instr: 56,
+    frame_is_entry: 68,
+    code_first_line: 72,
+    code_filename: 112,
+    code_qualname: 128,
+    code_linetable: 136,
+    code_bytecode: 184,
+    unicode_state: 32,
+    unicode_ascii_data: 48,
+    unicode_compact_data: 72,
+    var_size: 16,
+    bytes_data: 32,
+};
+
+/// The layout of CPython `major.minor`, if Kiln has one.
+pub fn layout(version: (u32, u32)) -> Option<&'static Layout> {
+    match version {
+        (3, 11) => Some(&PY311),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The include directory of an installed interpreter, from its own sysconfig.
+    fn include_dir(python: &str) -> Option<String> {
+        let out = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['include'])",
+            ])
+            .output()
+            .ok()?;
+        let dir = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        std::path::Path::new(&dir)
+            .join("internal/pycore_frame.h")
+            .exists()
+            .then_some(dir)
+    }
+
+    /// Compiles `offsetof` of every field the layout names against the interpreter's own
+    /// headers (Py_BUILD_CORE exposes the internal structs) and compares.
+    fn check_against_headers(python: &str, layout: &Layout) {
+        let include = include_dir(python).unwrap_or_else(|| {
+            panic!("{python} with its headers (Debian: python3.11-dev) is needed for this test")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("offsets.c");
+        std::fs::write(
+            &src,
+            r#"
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include <internal/pycore_frame.h>
+#include <internal/pycore_runtime.h>
+#include <stddef.h>
+#include <stdio.h>
+int main(void) {
+    printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n",
+        offsetof(_PyRuntimeState, gilstate.autoTSSkey) + 1000 * offsetof(Py_tss_t, _key),
+        offsetof(PyThreadState, cframe),
+        offsetof(_PyCFrame, current_frame),
+        offsetof(_PyInterpreterFrame, f_code),
+        offsetof(_PyInterpreterFrame, previous),
+        offsetof(_PyInterpreterFrame, prev_instr),
+        offsetof(_PyInterpreterFrame, is_entry),
+        offsetof(PyCodeObject, co_firstlineno),
+        offsetof(PyCodeObject, co_filename),
+        offsetof(PyCodeObject, co_qualname),
+        offsetof(PyCodeObject, co_linetable),
+        offsetof(PyCodeObject, co_code_adaptive),
+        offsetof(PyASCIIObject, state),
+        sizeof(PyASCIIObject),
+        sizeof(PyCompactUnicodeObject),
+        offsetof(PyVarObject, ob_size),
+        offsetof(PyBytesObject, ob_sval),
+        offsetof(PyCodeObject, co_qualname) + sizeof(PyObject *)
+            - offsetof(PyCodeObject, co_firstlineno));
+    return 0;
+}
+"#,
+        )
+        .unwrap();
+        let exe = dir.path().join("offsets");
+        let status = std::process::Command::new("cc")
+            .arg(format!("-I{include}"))
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(status.success(), "compiling against {include} failed");
+        let out = std::process::Command::new(&exe).output().unwrap();
+        let got: Vec<u64> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let l = layout;
+        let expected = [
+            l.runtime_tss + 1000 * 4,
+            l.tstate_cframe.into(),
+            l.cframe_current_frame.into(),
+            l.frame_code.into(),
+            l.frame_previous.into(),
+            l.frame_prev_instr.into(),
+            l.frame_is_entry.into(),
+            l.code_first_line.into(),
+            l.code_filename.into(),
+            l.code_qualname.into(),
+            l.code_linetable.into(),
+            l.code_bytecode.into(),
+            l.unicode_state.into(),
+            l.unicode_ascii_data.into(),
+            l.unicode_compact_data.into(),
+            l.var_size.into(),
+            l.bytes_data.into(),
+            profiler_common::python::PY_CODE_TAG_BYTES as u64,
+        ];
+        assert_eq!(got, expected, "{python}'s headers disagree with the layout");
+    }
+
+    #[test]
+    fn python_3_11_layout_matches_its_headers() {
+        check_against_headers("/usr/bin/python3.11", layout((3, 11)).unwrap());
+        // pyenv's build of another 3.11 patch release, where installed.
+        let pyenv = "/root/.pyenv/versions/3.11.7/bin/python3.11";
+        if std::path::Path::new(pyenv).exists() {
+            check_against_headers(pyenv, layout((3, 11)).unwrap());
+        }
+    }
+
+    #[test]
+    fn unknown_versions_have_no_layout() {
+        assert!(layout((3, 10)).is_none());
+        assert!(layout((3, 14)).is_none());
+    }
+}
