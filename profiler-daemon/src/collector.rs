@@ -59,7 +59,7 @@ impl Collector {
             unwind = Some(loader);
         })?;
         release_free_heap();
-        Ok(Self {
+        let mut collector = Self {
             sampler,
             procs,
             symbolizer: Symbolizer::new(SYMBOL_CACHE_ENTRIES),
@@ -70,7 +70,12 @@ impl Collector {
             unwind_pending: Default::default(),
             unwind_queued: Default::default(),
             recheck: Default::default(),
-        })
+        };
+        // Processes named up front: their Python frames from the first sample on.
+        for &pid in &config.pids {
+            collector.watch_python(pid);
+        }
+        Ok(collector)
     }
 
     /// Gives the unwind loader the mappings of every process (re)captured since the

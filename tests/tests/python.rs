@@ -1,0 +1,367 @@
+//! Python frames of unmodified CPython processes, end to end: Debian's `python3.11`
+//! running `tests/workloads/py_shares.py` (whose functions measure their own CPU time),
+//! recorded by `kiln record --pid`. Python frames must replace the interpreter's
+//! `_PyEval_EvalFrameDefault` activations, with shares within 3 points of the truth,
+//! complete chains up to `<module>`, per-thread stacks, native frames of C extensions
+//! under their Python caller, and deep recursion. Needs root; samples are filtered by pid.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{ChildStdout, Command, Stdio},
+};
+
+use kiln_proto::pprof::Profile;
+use kiln_tests::*;
+
+const PYTHON: &str = "/usr/bin/python3.11";
+
+fn skip_unless_root() -> bool {
+    if !is_root() {
+        eprintln!("SKIP: needs root");
+        return true;
+    }
+    false
+}
+
+fn workload_path() -> PathBuf {
+    workspace_root().join("tests/workloads/py_shares.py")
+}
+
+/// A running `py_shares.py` that printed its ready line.
+struct PyWorkload {
+    child: ChildGuard,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl PyWorkload {
+    fn start(python: &str, mode: &str) -> Self {
+        assert!(
+            Path::new(python).exists(),
+            "{python} is missing: run `cargo xtask setup` (Debian package python3.11)"
+        );
+        let mut child = ChildGuard::spawn(
+            Command::new(python)
+                .arg(workload_path())
+                .arg(mode)
+                .stdout(Stdio::piped()),
+        );
+        let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "{mode}: no ready line");
+        Self { child, stdout }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Stops the workload and returns its truth.
+    fn finish(mut self) -> serde_json::Value {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        let mut out = String::new();
+        self.stdout.read_to_string(&mut out).unwrap();
+        let status = self.child.0.wait().unwrap();
+        assert!(status.success(), "workload failed: {status}");
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad truth {out:?}: {e}"))
+    }
+}
+
+/// Records `pid` for `seconds`; returns the profile and kiln's stderr (its summary).
+fn record(pid: u32, seconds: u32) -> (Profile, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb.gz");
+    let (pid, seconds) = (pid.to_string(), seconds.to_string());
+    let o = kiln(&[
+        "record",
+        "--pid",
+        &pid,
+        "-F",
+        "499",
+        "-d",
+        &seconds,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_success(&o);
+    (
+        read_pprof(&out),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[derive(Clone, Debug)]
+struct Frame {
+    function: String,
+    file: String,
+    line: i64,
+}
+
+/// One sample: its thread name, count and frames, leaf first.
+struct Stack {
+    thread: String,
+    count: u64,
+    frames: Vec<Frame>,
+}
+
+impl Stack {
+    fn has(&self, function: &str) -> bool {
+        self.frames.iter().any(|f| f.function == function)
+    }
+
+    fn position(&self, function: &str) -> Option<usize> {
+        self.frames.iter().position(|f| f.function == function)
+    }
+
+    /// Function names root first, for messages.
+    fn folded(&self) -> String {
+        let names: Vec<&str> = self.frames.iter().rev().map(|f| &*f.function).collect();
+        names.join(";")
+    }
+
+    /// Whether the Python part reaches the script's entry: `<module>` then `main`.
+    fn complete(&self) -> bool {
+        match (self.position("<module>"), self.position("main")) {
+            (Some(m), Some(main)) => main < m,
+            _ => false,
+        }
+    }
+}
+
+fn stacks(p: &Profile, pid: u32) -> Vec<Stack> {
+    let functions: HashMap<u64, &kiln_proto::pprof::Function> =
+        p.function.iter().map(|f| (f.id, f)).collect();
+    let locations: HashMap<u64, &kiln_proto::pprof::Location> =
+        p.location.iter().map(|l| (l.id, l)).collect();
+    let pid = pid.to_string();
+    p.sample
+        .iter()
+        .filter(|s| sample_label(p, s, "pid") == Some(pid.as_str()))
+        .map(|s| Stack {
+            thread: sample_label(p, s, "thread").unwrap_or("").to_owned(),
+            count: s.value[0] as u64,
+            frames: s
+                .location_id
+                .iter()
+                .flat_map(|id| locations[id].line.iter())
+                .map(|l| {
+                    let f = functions[&l.function_id];
+                    Frame {
+                        function: p.string(f.name).to_owned(),
+                        file: p.string(f.filename).to_owned(),
+                        line: l.line,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn total(stacks: &[Stack], keep: impl Fn(&Stack) -> bool) -> u64 {
+    stacks.iter().filter(|s| keep(s)).map(|s| s.count).sum()
+}
+
+/// Asserts that the share of samples `keep` selects is within 3 points of `truth`.
+fn assert_share(name: &str, stacks: &[Stack], all: u64, truth: f64, keep: impl Fn(&Stack) -> bool) {
+    let got = total(stacks, keep) as f64 / all as f64;
+    eprintln!(
+        "{name}: {:.1}% of samples, truth {:.1}%",
+        got * 100.0,
+        truth * 100.0
+    );
+    assert!(
+        (got - truth).abs() <= 0.03,
+        "{name}: {got:.3} of samples vs truth {truth:.3}"
+    );
+}
+
+/// The line of the first source line of the workload containing `text`.
+fn source_line(text: &str) -> i64 {
+    let src = std::fs::read_to_string(workload_path()).unwrap();
+    src.lines().position(|l| l.contains(text)).expect(text) as i64 + 1
+}
+
+/// At least 95% of the samples reach `<module>` → `main`.
+fn assert_complete_chains(stacks: &[Stack], keep: impl Fn(&Stack) -> bool) {
+    let all = total(stacks, &keep);
+    let complete = total(stacks, |s| keep(s) && s.complete());
+    let example = stacks
+        .iter()
+        .find(|s| keep(s) && !s.complete())
+        .map(Stack::folded);
+    assert!(
+        complete as f64 >= 0.95 * all as f64,
+        "{complete} of {all} samples reach <module>; e.g. {example:?}"
+    );
+}
+
+#[test]
+fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
+    if skip_unless_root() {
+        return;
+    }
+    let w = PyWorkload::start(PYTHON, "pure");
+    let pid = w.pid();
+    let (profile, summary) = record(pid, 10);
+    let truth = w.finish();
+    let stacks = stacks(&profile, pid);
+    let all = total(&stacks, |_| true);
+    assert!(all > 300, "only {all} samples");
+    let cpu = |f: &str| truth["functions"][f].as_f64().unwrap() / truth["total"].as_f64().unwrap();
+
+    assert_complete_chains(&stacks, |_| true);
+    assert_share("Walrus.dive", &stacks, all, cpu("Walrus.dive"), |s| {
+        s.has("Walrus.dive")
+    });
+    assert_share("swim", &stacks, all, cpu("swim"), |s| s.has("swim"));
+
+    // Merged like py-spy --native: native frames around, the loop itself replaced.
+    let with_loop = total(&stacks, |s| s.has("_PyEval_EvalFrameDefault"));
+    assert!(
+        with_loop as f64 <= 0.05 * all as f64,
+        "{with_loop} of {all} samples still show _PyEval_EvalFrameDefault"
+    );
+    let native_root = total(
+        &stacks,
+        |s| matches!((s.position("Py_RunMain"), s.position("<module>")), (Some(r), Some(m)) if r > m),
+    );
+    assert!(
+        native_root as f64 >= 0.95 * all as f64,
+        "only {native_root} of {all} samples have Python frames under Py_RunMain"
+    );
+
+    // File and line of the leaf Python frame: inside Walrus.dive's loop.
+    let def = source_line("    def dive(self, n):");
+    let dive: Vec<&Frame> = stacks
+        .iter()
+        .flat_map(|s| s.frames.iter().filter(|f| f.function == "Walrus.dive"))
+        .collect();
+    assert!(
+        dive.iter().all(|f| f.file.ends_with("py_shares.py")),
+        "{:?}",
+        dive[0]
+    );
+    let in_body = dive
+        .iter()
+        .filter(|f| f.line > def && f.line <= def + 4)
+        .count();
+    assert!(
+        in_body as f64 >= 0.9 * dive.len() as f64,
+        "{in_body} of {} Walrus.dive frames in its body (def at line {def}): {:?}",
+        dive.len(),
+        dive.iter().map(|f| f.line).collect::<Vec<_>>()
+    );
+    assert!(
+        !summary.contains("python_code_unreadable") && !summary.contains("python_merge_mismatch"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn native_frames_of_a_c_extension_sit_under_their_python_caller() {
+    if skip_unless_root() {
+        return;
+    }
+    let w = PyWorkload::start(PYTHON, "hashlib");
+    let pid = w.pid();
+    let (profile, _) = record(pid, 10);
+    let truth = w.finish();
+    let stacks = stacks(&profile, pid);
+    let all = total(&stacks, |_| true);
+    assert!(all > 300, "only {all} samples");
+    let cpu = |f: &str| truth["functions"][f].as_f64().unwrap() / truth["total"].as_f64().unwrap();
+    assert_complete_chains(&stacks, |_| true);
+
+    // Native SHA-256 code (OpenSSL) leafward of the Python function that called it.
+    let native_sha = |s: &Stack| {
+        s.position("sha256_native").is_some_and(|caller| {
+            s.frames[..caller]
+                .iter()
+                .any(|f| f.function.to_lowercase().contains("sha256") && !f.file.ends_with(".py"))
+        })
+    };
+    // The function's share (inclusive, as it measures itself), and its native part.
+    assert_share("sha256_native", &stacks, all, cpu("sha256_native"), |s| {
+        s.has("sha256_native")
+    });
+    assert_share("count_bytes", &stacks, all, cpu("count_bytes"), |s| {
+        s.has("count_bytes")
+    });
+    let in_hashing = total(&stacks, |s| s.has("sha256_native"));
+    let under = total(&stacks, |s| {
+        native_sha(s) && s.position("hashing") > s.position("sha256_native")
+    });
+    assert!(
+        under as f64 >= 0.9 * in_hashing as f64,
+        "{under} of {in_hashing} sha256_native samples show native hashing under it, inside hashing"
+    );
+}
+
+#[test]
+fn each_thread_has_its_own_python_stack() {
+    if skip_unless_root() {
+        return;
+    }
+    let w = PyWorkload::start(PYTHON, "threads");
+    let pid = w.pid();
+    let (profile, _) = record(pid, 10);
+    let truth = w.finish();
+    let stacks = stacks(&profile, pid);
+    let threads = ["py-alpha", "py-beta"];
+    let of_threads = total(&stacks, |s| threads.contains(&s.thread.as_str()));
+    assert!(
+        of_threads > 300,
+        "only {of_threads} samples of the two threads"
+    );
+    let thread_cpu = |t: &str| truth["threads"][t].as_f64().unwrap();
+    let both = thread_cpu("py-alpha") + thread_cpu("py-beta");
+    for (thread, mine, other) in [("py-alpha", "alpha", "beta"), ("py-beta", "beta", "alpha")] {
+        let of_thread = |s: &Stack| s.thread == thread;
+        let n = total(&stacks, of_thread);
+        let wrong = total(&stacks, |s| of_thread(s) && s.has(other));
+        assert_eq!(
+            wrong, 0,
+            "{thread}: samples with the other thread's {other}"
+        );
+        let in_thread_fn = total(&stacks, |s| of_thread(s) && s.has("run_thread"));
+        assert!(
+            in_thread_fn as f64 >= 0.95 * n as f64,
+            "{thread}: {in_thread_fn} of {n} samples reach run_thread"
+        );
+        assert_share(
+            &format!("{mine} in {thread}"),
+            &stacks,
+            of_threads,
+            thread_cpu(thread) / both
+                * (truth["functions"][mine].as_f64().unwrap() / thread_cpu(thread)),
+            |s| of_thread(s) && s.has(mine),
+        );
+    }
+}
+
+#[test]
+fn deep_recursion_keeps_every_frame() {
+    if skip_unless_root() {
+        return;
+    }
+    let w = PyWorkload::start(PYTHON, "deep");
+    let pid = w.pid();
+    let (profile, _) = record(pid, 5);
+    w.finish();
+    let stacks = stacks(&profile, pid);
+    let in_leaf = total(&stacks, |s| s.has("leaf"));
+    assert!(in_leaf > 200, "only {in_leaf} samples in leaf");
+    let full = total(&stacks, |s| {
+        s.has("leaf")
+            && s.complete()
+            && s.frames.iter().filter(|f| f.function == "recurse").count() == 151
+    });
+    let example = stacks.iter().find(|s| s.has("leaf")).map(Stack::folded);
+    assert!(
+        full as f64 >= 0.95 * in_leaf as f64,
+        "{full} of {in_leaf} leaf samples have all 151 recurse frames and <module>; e.g. {example:?}"
+    );
+}
