@@ -22,6 +22,16 @@ const DEBIAN_TOOLS: &[(&str, &str, &str)] = &[
         "`go tool pprof` validates pprof output; builds the Go demo",
     ),
     ("setpriv", "util-linux", "tests drop privileges with it"),
+    (
+        "python3.11",
+        "python3.11",
+        "Python frames are tested on Debian's interpreter",
+    ),
+    (
+        "python3.11-config",
+        "python3.11-dev",
+        "the Python layout tests compile against its headers",
+    ),
     ("perf", "linux-perf", "benchmarks compare with perf record"),
     ("node", "nodejs", "builds the web UI"),
     ("npm", "npm", "installs the web UI's packages"),
