@@ -27,7 +27,9 @@
 //! `__meta_kubernetes_pod_annotation_pyroscope_io_service_name`) or
 //! `kiln.dev/service-name`, else the Kubernetes container name, else pod
 //! name (both as `<namespace>/<name>` when the namespace is known), else a
-//! runtime container name (`__meta_container_name`), else the executable
+//! runtime container name (`__meta_container_name`), else the script or
+//! module a Python interpreter runs (`python3 app.py` → `app`, `python -m
+//! pkg.worker` → `pkg.worker`; [`crate::python`]), else the executable
 //! name, else `comm` (kernel threads have no executable), else `unknown`.
 //! The inferred value is published as `__meta_inferred_service_name` and a
 //! default rule copies it only when `service_name` is still empty, so a
@@ -107,6 +109,7 @@ pub fn infer_service_name(meta_labels: &Labels) -> String {
     }
     [
         meta::CONTAINER_NAME,
+        crate::python::PYTHON_SERVICE_NAME,
         meta::PROCESS_EXECUTABLE_NAME,
         meta::PROCESS_COMM,
     ]

@@ -53,6 +53,7 @@ pub mod discover;
 pub mod environ;
 pub mod labels;
 pub mod meta;
+pub mod python;
 pub mod relabel;
 pub mod target;
 pub mod targets;
