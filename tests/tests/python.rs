@@ -365,3 +365,46 @@ fn deep_recursion_keeps_every_frame() {
         "{full} of {in_leaf} leaf samples have all 151 recurse frames and <module>; e.g. {example:?}"
     );
 }
+
+/// A CPython whose layout Kiln does not know (3.10, from pyenv where installed): its
+/// samples keep their native stack, no Python frame is invented, and the cause is
+/// counted in the recording's summary.
+#[test]
+fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
+    if skip_unless_root() {
+        return;
+    }
+    let python = "/root/.pyenv/versions/3.10.13/bin/python3.10";
+    if !Path::new(python).exists() {
+        eprintln!("SKIP: {python} is not installed (pyenv)");
+        return;
+    }
+    let w = PyWorkload::start(python, "pure");
+    let pid = w.pid();
+    let (profile, summary) = record(pid, 3);
+    w.finish();
+    let stacks = stacks(&profile, pid);
+    let all = total(&stacks, |_| true);
+    assert!(all > 100, "only {all} samples");
+    let python_frames = total(&stacks, |s| {
+        s.frames.iter().any(|f| f.file.ends_with(".py"))
+    });
+    assert_eq!(
+        python_frames, 0,
+        "Python frames from a version without a layout"
+    );
+    let native_loop = total(&stacks, |s| s.has("_PyEval_EvalFrameDefault"));
+    assert!(
+        native_loop as f64 >= 0.9 * all as f64,
+        "{native_loop} of {all} samples keep the native interpreter loop"
+    );
+    let counted = summary
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .find_map(|part| part.strip_prefix("python_unsupported="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        counted as f64 >= 0.9 * all as f64,
+        "python_unsupported={counted} for {all} samples: {summary}"
+    );
+}
