@@ -39,7 +39,9 @@ pub struct PyFrame {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PyStack {
-    pub len: u64,
+    pub len: u32,
+    /// The process the frames belong to (code addresses mean something only in it).
+    pub tgid: u32,
     pub frames: [PyFrame; MAX_PY_FRAMES],
 }
 

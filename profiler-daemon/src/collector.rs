@@ -21,6 +21,8 @@ const UNWIND_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 const MAX_UNWIND_PENDING: usize = 4096;
 /// Binaries kept parsed by blazesym between drains (their DWARF can be tens of MB each).
 const PARSED_BINARIES: usize = 16;
+/// How often the frames of new Python stacks are named between drains.
+const PYTHON_NAMING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 /// When a newly captured process's mappings are read again (see `poll_events`).
 const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -40,6 +42,8 @@ pub struct Collector {
     unwind_queued: std::collections::HashSet<u32>,
     /// Newly captured processes and when to read their mappings again, oldest first.
     recheck: std::collections::VecDeque<(std::time::Instant, u32)>,
+    /// When the frames of new Python stacks were last named (see `name_python_frames`).
+    python_named_at: std::time::Instant,
 }
 
 impl Collector {
@@ -70,6 +74,7 @@ impl Collector {
             unwind_pending: Default::default(),
             unwind_queued: Default::default(),
             recheck: Default::default(),
+            python_named_at: std::time::Instant::now(),
         };
         // Processes named up front: their Python frames from the first sample on.
         for &pid in &config.pids {
@@ -160,6 +165,7 @@ impl Collector {
                 _ => {}
             }
         }
+        self.name_python_frames();
         // A first sample can land while the dynamic loader is still mapping libraries
         // (right after exec): look again once it is done, or the process's libraries
         // would stay unknown to the unwinder and, should it exit, to the symbolizer.
@@ -215,6 +221,23 @@ impl Collector {
         if let Some(offsets) = offsets {
             if let Err(e) = self.sampler.set_go_process(pid, offsets) {
                 log::warn!("pid {pid}: {e:#}");
+            }
+        }
+    }
+
+    /// Names the frames of the Python stacks sampled since the last call, at most every
+    /// [`PYTHON_NAMING_INTERVAL`]: code objects are read from a process's memory, which is
+    /// gone once it exits, possibly before the next drain.
+    fn name_python_frames(&mut self) {
+        if !self.symbolizer.python.any_registered()
+            || self.python_named_at.elapsed() < PYTHON_NAMING_INTERVAL
+        {
+            return;
+        }
+        self.python_named_at = std::time::Instant::now();
+        for (pid, frames) in self.sampler.new_python_stacks() {
+            for f in frames.iter() {
+                let _ = self.symbolizer.python.name(pid, f);
             }
         }
     }

@@ -138,6 +138,8 @@ pub struct Sampler {
     /// Drained samples whose Python stack the LRU map had evicted (counted as
     /// `Stat::PythonStacksFull`).
     py_stacks_evicted: u64,
+    /// Python stacks already handed out by [`Sampler::new_python_stacks`].
+    py_stacks_seen: HashSet<u64>,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
     /// The user stacks of the keys the buffers keep, by hash. The kernel stores a stack
@@ -297,6 +299,7 @@ impl Sampler {
             py_stacks,
             py_stack_cache: Default::default(),
             py_stacks_evicted: 0,
+            py_stacks_seen: HashSet::new(),
             user_stacks_evicted: 0,
             stack_cache: Default::default(),
             ended: Default::default(),
@@ -356,6 +359,26 @@ impl Sampler {
                 .context("enabling Python frame reading failed")?;
         }
         Ok(())
+    }
+
+    /// Python stacks the kernel stored since the last call, with their process: naming
+    /// their frames while the process lives keeps them nameable after it exits.
+    pub fn new_python_stacks(&mut self) -> Vec<(u32, PythonFrames)> {
+        if self.py_stacks_seen.len() > 2 * defaults::PY_STACKS_ENTRIES as usize {
+            self.py_stacks_seen.clear();
+        }
+        let keys: Vec<u64> = self.py_stacks.keys().filter_map(Result::ok).collect();
+        let mut out = Vec::new();
+        for key in keys {
+            if self.py_stack_cache.contains_key(&key) || !self.py_stacks_seen.insert(key) {
+                continue;
+            }
+            if let Ok(st) = self.py_stacks.get(&key, 0) {
+                let len = (st.len as usize).min(st.frames.len());
+                out.push((st.tgid, st.frames[..len].into()));
+            }
+        }
+        out
     }
 
     pub fn remove_py_process(&mut self, tgid: u32) {

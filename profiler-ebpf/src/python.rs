@@ -86,7 +86,7 @@ pub fn current_stack(tgid: u32, count: impl Fn(Stat)) -> (u64, u32) {
     let Some(process) = (unsafe { PY_PROCS.get(&tgid) }) else {
         return (0, 0);
     };
-    match read_stack(process) {
+    match read_stack(tgid, process) {
         Ok((hash, flags, stat)) => {
             if let Some(stat) = stat {
                 count(stat);
@@ -102,7 +102,7 @@ pub fn current_stack(tgid: u32, count: impl Fn(Stat)) -> (u64, u32) {
 
 /// Ok: (key, flags, a stat to count besides PythonStacks, if any).
 #[inline(always)]
-fn read_stack(process: &PyProcess) -> Result<(u64, u32, Option<Stat>), Stat> {
+fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>), Stat> {
     if process.supported == 0 {
         return Err(Stat::PythonUnsupported);
     }
@@ -160,7 +160,8 @@ fn read_stack(process: &PyProcess) -> Result<(u64, u32, Option<Stat>), Stat> {
         FAILED => (stack_flags::PYTHON_TRUNCATED, Some(Stat::PythonReadFailure)),
         _ => (stack_flags::PYTHON_TRUNCATED, Some(Stat::PythonTruncated)),
     };
-    s.stack.len = len;
+    s.stack.len = len as u32;
+    s.stack.tgid = tgid;
     let hash = hash_finish(s.hash, len);
     if unsafe { PY_STACKS.get(&hash) }.is_none() {
         match PY_STACKS.insert(&hash, &s.stack, BPF_NOEXIST as u64) {

@@ -37,6 +37,11 @@ struct PyWorkload {
 
 impl PyWorkload {
     fn start(python: &str, mode: &str) -> Self {
+        Self::start_with(python, &[mode])
+    }
+
+    fn start_with(python: &str, args: &[&str]) -> Self {
+        let mode = args[0];
         assert!(
             Path::new(python).exists(),
             "{python} is missing: run `cargo xtask setup` (Debian package python3.11)"
@@ -44,7 +49,8 @@ impl PyWorkload {
         let mut child = ChildGuard::spawn(
             Command::new(python)
                 .arg(workload_path())
-                .arg(mode)
+                .args(args)
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped()),
         );
         let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
@@ -59,9 +65,14 @@ impl PyWorkload {
     }
 
     /// Stops the workload and returns its truth.
-    fn finish(mut self) -> serde_json::Value {
+    fn finish(self) -> serde_json::Value {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        self.truth()
+    }
+
+    /// The truth of a workload that ends by itself.
+    fn truth(mut self) -> serde_json::Value {
         let mut out = String::new();
         self.stdout.read_to_string(&mut out).unwrap();
         let status = self.child.0.wait().unwrap();
@@ -407,4 +418,61 @@ fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
         counted as f64 >= 0.9 * all as f64,
         "python_unsupported={counted} for {all} samples: {summary}"
     );
+}
+
+/// A process that exits in the middle of the recording still has its Python frames: its
+/// code objects are named while it lives, not only at the next drain.
+#[test]
+fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
+    if skip_unless_root() {
+        return;
+    }
+    let mut w = PyWorkload::start_with(PYTHON, &["pure", "7"]);
+    let pid = w.pid();
+    // Recording first; the workload's 7 s start once kiln samples.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb.gz");
+    let mut kiln = ChildGuard::spawn(
+        Command::new(kiln_bin())
+            .args([
+                "record",
+                "--pid",
+                &pid.to_string(),
+                "-F",
+                "499",
+                "-d",
+                "12",
+                "-o",
+            ])
+            .arg(&out)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped()),
+    );
+    let mut stderr = BufReader::new(kiln.0.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("sampling started") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "kiln ended: {log}"
+        );
+        log += &line;
+    }
+    std::io::Write::write_all(w.child.0.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    let truth = w.truth();
+    stderr.read_to_string(&mut log).unwrap();
+    let status = kiln.0.wait().unwrap();
+    assert!(status.success(), "kiln failed: {log}");
+    let (profile, summary) = (read_pprof(&out), log);
+    let stacks = stacks(&profile, pid);
+    // The truth covers the work loop (`pure`), not the interpreter's exit after it.
+    let all = total(&stacks, |s| s.has("pure"));
+    assert!(all > 150, "only {all} samples");
+    let cpu = |f: &str| truth["functions"][f].as_f64().unwrap() / truth["total"].as_f64().unwrap();
+    assert_complete_chains(&stacks, |_| true);
+    assert_share("Walrus.dive", &stacks, all, cpu("Walrus.dive"), |s| {
+        s.has("Walrus.dive")
+    });
+    assert_share("swim", &stacks, all, cpu("swim"), |s| s.has("swim"));
+    eprintln!("{summary}");
 }

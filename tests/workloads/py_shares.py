@@ -2,8 +2,9 @@
 
 Each function measures its own CPU time (time.thread_time, inclusive), so the shares a
 profiler reports can be checked. Work sizes are random, so that the loops do not run in
-step with a sampling period (which would bias the shares a sampler sees). Prints "ready" once running; on SIGTERM prints the truth
-as JSON ({"total": seconds, "functions": {name: seconds}}) and exits.
+step with a sampling period (which would bias the shares a sampler sees). Prints "ready" once running; on SIGTERM (or after the
+optional second argument's seconds) prints the truth as JSON ({"total": seconds,
+"functions": {name: seconds}}) and exits.
 
 Modes:
   pure     Walrus.dive and swim, pure Python, about 2:1
@@ -160,6 +161,12 @@ def finish(*_):
 def main():
     mode = sys.argv[1]
     signal.signal(signal.SIGTERM, finish)
+    if len(sys.argv) > 2:
+        # Exit by itself this many seconds after a line on stdin (a process that ends
+        # mid-recording, started once the recording runs).
+        print("ready", flush=True)
+        sys.stdin.readline()
+        threading.Timer(float(sys.argv[2]), finish).start()
     start = time.thread_time()
     workers = []
     if mode == "threads":
@@ -171,7 +178,8 @@ def main():
             t.join()
         total = sum(thread_cpu.values())
     else:
-        print("ready", flush=True)
+        if len(sys.argv) <= 2:
+            print("ready", flush=True)
         {"pure": pure, "hashlib": hashes, "deep": deep}[mode]()
         total = time.thread_time() - start
     print(json.dumps({"total": total, "functions": spent, "threads": thread_cpu}), flush=True)

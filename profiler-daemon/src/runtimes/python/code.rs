@@ -63,6 +63,10 @@ impl CodeNames {
         self.cache.retain(|(p, _, _), _| *p != pid);
     }
 
+    pub fn any_registered(&self) -> bool {
+        !self.processes.is_empty()
+    }
+
     pub fn is_registered(&self, pid: u32) -> bool {
         self.processes.contains_key(&pid)
     }
