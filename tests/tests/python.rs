@@ -10,6 +10,7 @@ use std::{
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{ChildStdout, Command, Stdio},
+    time::Duration,
 };
 
 use kiln_proto::pprof::Profile;
@@ -79,6 +80,56 @@ impl PyWorkload {
         assert!(status.success(), "workload failed: {status}");
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad truth {out:?}: {e}"))
     }
+}
+
+/// py-spy from PyPI, installed once into `target/py-spy/`; None (and a loud SKIP) when the
+/// registry is unreachable.
+fn py_spy() -> Option<PathBuf> {
+    let dir = workspace_root().join("target/py-spy");
+    let exe = dir.join("bin/py-spy");
+    if !exe.is_file() {
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(["--no-deps", "--target"])
+            .arg(&dir)
+            .arg("py-spy==0.4.3")
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !exe.is_file() {
+            eprintln!("SKIP py-spy comparison: `pip install py-spy` failed");
+            return None;
+        }
+    }
+    Some(exe)
+}
+
+/// Inclusive share of each function in py-spy's raw (folded) output, frames written as
+/// `name (file:line)`.
+fn py_spy_shares(path: &Path) -> HashMap<String, f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut all = 0;
+    for line in text.lines() {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let n: u64 = n.parse().unwrap_or(0);
+        all += n;
+        let mut seen: Vec<&str> = stack
+            .split(';')
+            .map(|f| f.split(" (").next().unwrap_or(f))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for f in seen {
+            *counts.entry(f.to_owned()).or_default() += n;
+        }
+    }
+    assert!(all > 0, "py-spy recorded nothing");
+    counts
+        .into_iter()
+        .map(|(f, n)| (f, n as f64 / all as f64))
+        .collect()
 }
 
 /// Records `pid` for `seconds`; returns the profile and kiln's stderr (its summary).
@@ -216,7 +267,23 @@ fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
     }
     let w = PyWorkload::start(PYTHON, "pure");
     let pid = w.pid();
+    // py-spy, a real peer, on the same process in the same run.
+    let spy_out = tempfile::NamedTempFile::new().unwrap();
+    let spy = py_spy().map(|exe| {
+        ChildGuard::spawn(
+            Command::new(exe)
+                .args(["record", "--pid", &pid.to_string(), "--rate", "499"])
+                .args(["--duration", "10", "--format", "raw", "--nonblocking", "-o"])
+                .arg(spy_out.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+    });
     let (profile, summary) = record(pid, 10);
+    let spy_shares = spy.map(|spy| {
+        spy.wait_stdout(Duration::from_secs(60));
+        py_spy_shares(spy_out.path())
+    });
     let truth = w.finish();
     let stacks = stacks(&profile, pid);
     let all = total(&stacks, |_| true);
@@ -228,6 +295,22 @@ fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
         s.has("Walrus.dive")
     });
     assert_share("swim", &stacks, all, cpu("swim"), |s| s.has("swim"));
+    if let Some(spy) = spy_shares {
+        for f in ["Walrus.dive", "swim"] {
+            let kiln_error = (total(&stacks, |s| s.has(f)) as f64 / all as f64 - cpu(f)).abs();
+            let spy_error = (spy.get(f).copied().unwrap_or(0.0) - cpu(f)).abs();
+            eprintln!(
+                "{f}: error kiln {:.1} points, py-spy {:.1} points",
+                kiln_error * 100.0,
+                spy_error * 100.0
+            );
+            // At least as close as py-spy, give or take a point of sampling noise.
+            assert!(
+                kiln_error <= spy_error + 0.01,
+                "{f}: kiln {kiln_error:.3} from the truth, py-spy {spy_error:.3}"
+            );
+        }
+    }
 
     // Merged like py-spy --native: native frames around, the loop itself replaced.
     let with_loop = total(&stacks, |s| s.has("_PyEval_EvalFrameDefault"));
