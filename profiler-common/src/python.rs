@@ -65,11 +65,21 @@ pub struct PyProcess {
     pub frame_code: u32,
     pub frame_previous: u32,
     pub frame_prev_instr: u32,
+    /// 3.11: offset of `_PyInterpreterFrame.is_entry`; [`PY_NO_FIELD`] from 3.12 on.
     pub frame_is_entry: u32,
     /// Where in a code object the [`PY_CODE_TAG_BYTES`] hashed into a frame's tag start.
     pub code_tag_offset: u32,
+    /// 3.12+: offset of `_PyInterpreterFrame.owner`; [`PY_NO_FIELD`] before.
+    pub frame_owner: u32,
+    /// 3.12+: the `owner` of the shim frame each interpreter activation pushes at its
+    /// base (`FRAME_OWNED_BY_CSTACK`): not a Python frame, it marks the frame above it
+    /// as the activation's entry frame.
+    pub cstack_owner: u32,
     pub _pad: u32,
 }
+
+/// A [`PyProcess`] offset for a field the version does not have.
+pub const PY_NO_FIELD: u32 = u32::MAX;
 
 /// The tag of a code object from its [`PY_CODE_TAG_BYTES`] as 8 little-endian words
 /// (FNV-1a over the words, folded to 32 bits; never 0 for readable bytes by chance

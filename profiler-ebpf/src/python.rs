@@ -23,7 +23,7 @@ use profiler_common::{
     defaults,
     python::{
         py_code_tag, PyFrame, PyProcess, PyStack, MAX_PY_FRAMES, PY_CODE_TAG_BYTES, PY_FRAME_ENTRY,
-        PY_INSTR_UNKNOWN,
+        PY_INSTR_UNKNOWN, PY_NO_FIELD,
     },
     unwind::stack_flags,
     Stat,
@@ -42,8 +42,8 @@ const COMPLETE: u32 = 1;
 const TRUNCATED: u32 = 2;
 const FAILED: u32 = 3;
 
-/// Words of a frame read at once: the 3.11 `_PyInterpreterFrame` up to its locals is 72
-/// bytes; 16 words so that a masked index always lies inside.
+/// Words of a frame read at once: `_PyInterpreterFrame` up to its locals is 72 bytes in
+/// 3.11 and 3.12; 16 words so that a masked index always lies inside.
 const FRAME_WORDS: usize = 16;
 
 /// The walk's state, in per-CPU map memory like the unwinder's (one verified callback).
@@ -144,7 +144,7 @@ fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>)
     s.result = RUNNING;
     unsafe {
         bpf_loop(
-            MAX_PY_FRAMES as u32 + 1,
+            MAX_PY_FRAMES as u32 + SHIM_FRAMES,
             step as *mut c_void,
             core::ptr::null_mut(),
             0,
@@ -174,11 +174,23 @@ fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>)
     Ok((hash, flags, stat.or(Some(Stat::PythonStacks))))
 }
 
+/// Iterations beyond [`MAX_PY_FRAMES`] for 3.12+'s shim frames, which are walked but not
+/// recorded.
+const SHIM_FRAMES: u32 = 32;
+
+/// The byte at `off` of the frame read.
+#[inline(always)]
+fn byte_at(words: &[u64; FRAME_WORDS], off: u32) -> u64 {
+    (word_at(words, off) >> ((off & 7) * 8)) & 0xff
+}
+
 /// One frame; returns 0 to go on, 1 to stop.
-extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
+extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some(s) = scratch() else {
         return 1;
     };
+    // The slot is the count of frames recorded, not the iteration: shims are skipped.
+    let index = s.len as u64;
     if index >= MAX_PY_FRAMES as u64 {
         s.result = TRUNCATED;
         return 1;
@@ -199,8 +211,28 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
     let code = word_at(&s.frame_words, p.frame_code);
     let previous = word_at(&s.frame_words, p.frame_previous);
     let prev_instr = word_at(&s.frame_words, p.frame_prev_instr);
-    let is_entry =
-        (word_at(&s.frame_words, p.frame_is_entry) >> ((p.frame_is_entry & 7) * 8)) & 0xff;
+    if p.frame_owner != PY_NO_FIELD
+        && byte_at(&s.frame_words, p.frame_owner) == u64::from(p.cstack_owner)
+    {
+        // 3.12+: the shim at the base of an activation; the frame above it entered it.
+        if index > 0 {
+            if let Some(above) = s.stack.frames.get_mut(index as usize - 1) {
+                above.instr |= PY_FRAME_ENTRY;
+            }
+            s.hash = hash_step(s.hash, PY_FRAME_ENTRY as u64);
+        }
+        if previous == 0 {
+            s.result = COMPLETE;
+            return 1;
+        }
+        s.frame = previous;
+        return 0;
+    }
+    let is_entry = if p.frame_is_entry != PY_NO_FIELD {
+        byte_at(&s.frame_words, p.frame_is_entry)
+    } else {
+        0
+    };
     let rc = unsafe {
         raw(
             s.code_words.as_mut_ptr().cast(),

@@ -559,3 +559,39 @@ fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
     assert_share("swim", &stacks, all, cpu("swim"), |s| s.has("swim"));
     eprintln!("{summary}");
 }
+
+/// CPython 3.12 (pyenv's build where installed; Debian 12 ships none), whose activations
+/// are marked by shim frames instead of `is_entry`: the same shares, chains and merge.
+#[test]
+fn python_3_12_frames_replace_the_interpreter_loop_with_true_shares() {
+    if skip_unless_root() {
+        return;
+    }
+    let python = "/root/.pyenv/versions/3.12.1/bin/python3.12";
+    if !Path::new(python).exists() {
+        eprintln!("SKIP: {python} is not installed (pyenv)");
+        return;
+    }
+    let w = PyWorkload::start(python, "pure");
+    let pid = w.pid();
+    let (profile, summary) = record(pid, 10);
+    let truth = w.finish();
+    let stacks = stacks(&profile, pid);
+    let all = total(&stacks, |_| true);
+    assert!(all > 300, "only {all} samples");
+    let cpu = |f: &str| truth["functions"][f].as_f64().unwrap() / truth["total"].as_f64().unwrap();
+    assert_complete_chains(&stacks, |_| true);
+    assert_share("Walrus.dive", &stacks, all, cpu("Walrus.dive"), |s| {
+        s.has("Walrus.dive")
+    });
+    assert_share("swim", &stacks, all, cpu("swim"), |s| s.has("swim"));
+    let with_loop = total(&stacks, |s| s.has("_PyEval_EvalFrameDefault"));
+    assert!(
+        with_loop as f64 <= 0.05 * all as f64,
+        "{with_loop} of {all} samples still show _PyEval_EvalFrameDefault"
+    );
+    assert!(
+        !summary.contains("python_code_unreadable") && !summary.contains("python_merge_mismatch"),
+        "{summary}"
+    );
+}

@@ -131,7 +131,7 @@ fn word(buf: &[u8], off: u32) -> Option<u64> {
 
 fn read_code(mem: &File, layout: &Layout, code: u64, tag: u32) -> Option<CodeInfo> {
     let header = read_bytes(mem, code, u64::from(layout.code_bytecode))?;
-    let tag_start = layout.code_tag_offset() as usize;
+    let tag_start = layout.code_tag_offset as usize;
     let tagged = header.get(tag_start..tag_start + PY_CODE_TAG_BYTES)?;
     let mut words = [0u64; PY_CODE_TAG_BYTES / 8];
     for (w, chunk) in words.iter_mut().zip(tagged.chunks_exact(8)) {

@@ -7,18 +7,23 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub version: (u32, u32),
-    /// `_PyRuntime.gilstate.autoTSSkey`: the `Py_tss_t` holding the pthread key of the
-    /// thread's state (`_key` at 4, after `_is_initialized`).
+    /// `_PyRuntime.gilstate.autoTSSkey` (3.11), `_PyRuntime.autoTSSkey` (3.12): the
+    /// `Py_tss_t` holding the pthread key of the thread's state (`_key` at 4, after
+    /// `_is_initialized`).
     pub runtime_tss: u64,
     /// `PyThreadState.cframe`.
     pub tstate_cframe: u32,
     /// `_PyCFrame.current_frame`.
     pub cframe_current_frame: u32,
-    /// `_PyInterpreterFrame.f_code`, `.previous`, `.prev_instr`, `.is_entry`.
+    /// `_PyInterpreterFrame.f_code`, `.previous`, `.prev_instr`.
     pub frame_code: u32,
     pub frame_previous: u32,
     pub frame_prev_instr: u32,
-    pub frame_is_entry: u32,
+    /// How an activation's entry frame is marked: 3.11 `is_entry`, 3.12 a shim frame
+    /// whose `owner` is `FRAME_OWNED_BY_CSTACK` below it.
+    pub entry: EntryMark,
+    /// Where the bytes hashed into a frame's tag start (they end with `co_qualname`).
+    pub code_tag_offset: u32,
     /// `PyCodeObject.co_firstlineno`, `co_filename`, `co_qualname`, `co_linetable`,
     /// `co_code_adaptive` (the bytecode `prev_instr` points into).
     pub code_first_line: u32,
@@ -36,12 +41,14 @@ pub struct Layout {
     pub bytes_data: u32,
 }
 
-/// The code object bytes hashed into a frame's tag start at `co_firstlineno` and run
-/// through `co_qualname`: line, counts, and the name and file pointers.
-impl Layout {
-    pub fn code_tag_offset(&self) -> u32 {
-        self.code_first_line
-    }
+/// How a version marks the first frame of an interpreter activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryMark {
+    /// `_PyInterpreterFrame.is_entry` at this offset.
+    IsEntry(u32),
+    /// A shim frame whose `owner` (at this offset) is this value sits below the entry
+    /// frame.
+    ShimOwner(u32, u8),
 }
 
 const PY311: Layout = Layout {
@@ -52,7 +59,8 @@ const PY311: Layout = Layout {
     frame_code: 32,
     frame_previous: 48,
     frame_prev_instr: 56,
-    frame_is_entry: 68,
+    entry: EntryMark::IsEntry(68),
+    code_tag_offset: 72,
     code_first_line: 72,
     code_filename: 112,
     code_qualname: 128,
@@ -65,10 +73,34 @@ const PY311: Layout = Layout {
     bytes_data: 32,
 };
 
+const PY312: Layout = Layout {
+    version: (3, 12),
+    runtime_tss: 1544,
+    tstate_cframe: 56,
+    cframe_current_frame: 0,
+    frame_code: 0,
+    frame_previous: 8,
+    frame_prev_instr: 56,
+    // FRAME_OWNED_BY_CSTACK
+    entry: EntryMark::ShimOwner(70, 3),
+    code_tag_offset: 72,
+    code_first_line: 68,
+    code_filename: 112,
+    code_qualname: 128,
+    code_linetable: 136,
+    code_bytecode: 192,
+    unicode_state: 32,
+    unicode_ascii_data: 40,
+    unicode_compact_data: 56,
+    var_size: 16,
+    bytes_data: 32,
+};
+
 /// The layout of CPython `major.minor`, if Kiln has one.
 pub fn layout(version: (u32, u32)) -> Option<&'static Layout> {
     match version {
         (3, 11) => Some(&PY311),
+        (3, 12) => Some(&PY312),
         _ => None,
     }
 }
@@ -111,14 +143,25 @@ mod tests {
 #include <stddef.h>
 #include <stdio.h>
 int main(void) {
-    printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n",
-        offsetof(_PyRuntimeState, gilstate.autoTSSkey) + 1000 * offsetof(Py_tss_t, _key),
+#if PY_MINOR_VERSION == 11
+    size_t tss = offsetof(_PyRuntimeState, gilstate.autoTSSkey);
+    size_t entry = offsetof(_PyInterpreterFrame, is_entry);
+    int shim_owner = 0;
+#else
+    size_t tss = offsetof(_PyRuntimeState, autoTSSkey);
+    size_t entry = offsetof(_PyInterpreterFrame, owner);
+    int shim_owner = FRAME_OWNED_BY_CSTACK;
+#endif
+    printf("%zu %zu %zu %zu %zu %zu %zu %d %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n",
+        tss + 1000 * offsetof(Py_tss_t, _key),
         offsetof(PyThreadState, cframe),
         offsetof(_PyCFrame, current_frame),
         offsetof(_PyInterpreterFrame, f_code),
         offsetof(_PyInterpreterFrame, previous),
         offsetof(_PyInterpreterFrame, prev_instr),
-        offsetof(_PyInterpreterFrame, is_entry),
+        entry,
+        shim_owner,
+        offsetof(PyCodeObject, co_qualname) + sizeof(PyObject *) - PY_CODE_TAG_BYTES,
         offsetof(PyCodeObject, co_firstlineno),
         offsetof(PyCodeObject, co_filename),
         offsetof(PyCodeObject, co_qualname),
@@ -128,9 +171,7 @@ int main(void) {
         sizeof(PyASCIIObject),
         sizeof(PyCompactUnicodeObject),
         offsetof(PyVarObject, ob_size),
-        offsetof(PyBytesObject, ob_sval),
-        offsetof(PyCodeObject, co_qualname) + sizeof(PyObject *)
-            - offsetof(PyCodeObject, co_firstlineno));
+        offsetof(PyBytesObject, ob_sval));
     return 0;
 }
 "#,
@@ -139,6 +180,10 @@ int main(void) {
         let exe = dir.path().join("offsets");
         let status = std::process::Command::new("cc")
             .arg(format!("-I{include}"))
+            .arg(format!(
+                "-DPY_CODE_TAG_BYTES={}",
+                profiler_common::python::PY_CODE_TAG_BYTES
+            ))
             .arg("-o")
             .arg(&exe)
             .arg(&src)
@@ -152,6 +197,10 @@ int main(void) {
             .map(|v| v.parse().unwrap())
             .collect();
         let l = layout;
+        let (entry, shim_owner) = match l.entry {
+            EntryMark::IsEntry(off) => (off, 0),
+            EntryMark::ShimOwner(off, owner) => (off, owner),
+        };
         let expected = [
             l.runtime_tss + 1000 * 4,
             l.tstate_cframe.into(),
@@ -159,7 +208,9 @@ int main(void) {
             l.frame_code.into(),
             l.frame_previous.into(),
             l.frame_prev_instr.into(),
-            l.frame_is_entry.into(),
+            entry.into(),
+            shim_owner.into(),
+            l.code_tag_offset.into(),
             l.code_first_line.into(),
             l.code_filename.into(),
             l.code_qualname.into(),
@@ -170,7 +221,6 @@ int main(void) {
             l.unicode_compact_data.into(),
             l.var_size.into(),
             l.bytes_data.into(),
-            profiler_common::python::PY_CODE_TAG_BYTES as u64,
         ];
         assert_eq!(got, expected, "{python}'s headers disagree with the layout");
     }
@@ -183,6 +233,17 @@ int main(void) {
         if std::path::Path::new(pyenv).exists() {
             check_against_headers(pyenv, layout((3, 11)).unwrap());
         }
+    }
+
+    #[test]
+    fn python_3_12_layout_matches_its_headers() {
+        // Debian 12 ships no 3.12: pyenv's build, where installed.
+        let pyenv = "/root/.pyenv/versions/3.12.1/bin/python3.12";
+        if !std::path::Path::new(pyenv).exists() {
+            eprintln!("SKIP: {pyenv} is not installed");
+            return;
+        }
+        check_against_headers(pyenv, layout((3, 12)).unwrap());
     }
 
     #[test]

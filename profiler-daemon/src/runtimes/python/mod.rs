@@ -12,9 +12,9 @@ pub mod merge;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
-use profiler_common::python::PyProcess;
+use profiler_common::python::{PyProcess, PY_NO_FIELD};
 
-pub use layout::Layout;
+pub use layout::{EntryMark, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PyError {
@@ -176,8 +176,19 @@ pub fn detect(pid: u32) -> Result<Option<Detected>, PyError> {
             frame_code: layout.frame_code,
             frame_previous: layout.frame_previous,
             frame_prev_instr: layout.frame_prev_instr,
-            frame_is_entry: layout.frame_is_entry,
-            code_tag_offset: layout.code_tag_offset(),
+            frame_is_entry: match layout.entry {
+                EntryMark::IsEntry(off) => off,
+                EntryMark::ShimOwner(..) => PY_NO_FIELD,
+            },
+            frame_owner: match layout.entry {
+                EntryMark::IsEntry(_) => PY_NO_FIELD,
+                EntryMark::ShimOwner(off, _) => off,
+            },
+            cstack_owner: match layout.entry {
+                EntryMark::IsEntry(_) => 0,
+                EntryMark::ShimOwner(_, owner) => owner.into(),
+            },
+            code_tag_offset: layout.code_tag_offset,
             _pad: 0,
         };
     }
