@@ -60,8 +60,11 @@ pub struct PyProcess {
     /// (`{int _is_initialized; pthread_key_t _key;}`, fixed by the C API): the pthread
     /// key whose value is the thread's `PyThreadState`, once initialized.
     pub tss_addr: u64,
+    /// `PyThreadState.cframe` (3.11, 3.12), or [`PY_NO_FIELD`] (3.13+: the thread state
+    /// holds the current frame itself).
     pub tstate_cframe: u32,
-    pub cframe_current_frame: u32,
+    /// `_PyCFrame.current_frame`, or `PyThreadState.current_frame` without a cframe.
+    pub current_frame: u32,
     pub frame_code: u32,
     pub frame_previous: u32,
     pub frame_prev_instr: u32,

@@ -127,12 +127,16 @@ fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>)
     if tstate == 0 {
         return Err(Stat::PythonNoThread);
     }
-    let cframe = read_u64(tstate + process.tstate_cframe as u64).ok_or(Stat::PythonReadFailure)?;
-    if cframe == 0 {
+    // 3.11 and 3.12 reach the frame through a `_PyCFrame`; 3.13 keeps it in the state.
+    let holder = if process.tstate_cframe == PY_NO_FIELD {
+        tstate
+    } else {
+        read_u64(tstate + process.tstate_cframe as u64).ok_or(Stat::PythonReadFailure)?
+    };
+    if holder == 0 {
         return Err(Stat::PythonNoThread);
     }
-    let frame =
-        read_u64(cframe + process.cframe_current_frame as u64).ok_or(Stat::PythonReadFailure)?;
+    let frame = read_u64(holder + process.current_frame as u64).ok_or(Stat::PythonReadFailure)?;
     if frame == 0 {
         return Err(Stat::PythonNoThread);
     }

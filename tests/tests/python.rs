@@ -564,10 +564,19 @@ fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
 /// are marked by shim frames instead of `is_entry`: the same shares, chains and merge.
 #[test]
 fn python_3_12_frames_replace_the_interpreter_loop_with_true_shares() {
+    check_pyenv_python("/root/.pyenv/versions/3.12.1/bin/python3.12");
+}
+
+/// CPython 3.13, whose layout comes from the `_Py_DebugOffsets` it publishes.
+#[test]
+fn python_3_13_frames_replace_the_interpreter_loop_with_true_shares() {
+    check_pyenv_python("/root/.pyenv/versions/3.13.0/bin/python3.13");
+}
+
+fn check_pyenv_python(python: &str) {
     if skip_unless_root() {
         return;
     }
-    let python = "/root/.pyenv/versions/3.12.1/bin/python3.12";
     if !Path::new(python).exists() {
         eprintln!("SKIP: {python} is not installed (pyenv)");
         return;

@@ -39,7 +39,7 @@ pub struct PyFrameName {
 }
 
 struct Process {
-    layout: &'static Layout,
+    layout: Layout,
     mem: Option<File>,
 }
 
@@ -57,7 +57,7 @@ pub struct CodeNames {
 
 impl CodeNames {
     /// Names frames of `pid` with `layout` from now on.
-    pub fn register(&mut self, pid: u32, layout: &'static Layout) {
+    pub fn register(&mut self, pid: u32, layout: Layout) {
         let mem = File::open(format!("/proc/{pid}/mem")).ok();
         self.processes.insert(pid, Process { layout, mem });
         self.cache.retain(|(p, _, _), _| *p != pid);
@@ -88,7 +88,7 @@ impl CodeNames {
                 let info = process
                     .mem
                     .as_ref()
-                    .and_then(|mem| read_code(mem, process.layout, frame.code, frame.tag))
+                    .and_then(|mem| read_code(mem, &process.layout, frame.code, frame.tag))
                     .map(Arc::new);
                 if self.cache.len() >= MAX_CACHED {
                     self.cache.clear();

@@ -3,6 +3,8 @@
 //! `cpython/code.h`, `cpython/unicodeobject.h`) for x86_64, and checked against them by
 //! a test that compiles `offsetof` of each field with the installed interpreter's headers.
 
+use profiler_common::python::PY_CODE_TAG_BYTES;
+
 /// Offsets of one CPython minor version (x86_64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -11,11 +13,12 @@ pub struct Layout {
     /// `Py_tss_t` holding the pthread key of the thread's state (`_key` at 4, after
     /// `_is_initialized`).
     pub runtime_tss: u64,
-    /// `PyThreadState.cframe`.
-    pub tstate_cframe: u32,
-    /// `_PyCFrame.current_frame`.
-    pub cframe_current_frame: u32,
-    /// `_PyInterpreterFrame.f_code`, `.previous`, `.prev_instr`.
+    /// `PyThreadState.cframe` (3.11, 3.12; None from 3.13 on).
+    pub tstate_cframe: Option<u32>,
+    /// `_PyCFrame.current_frame`, or `PyThreadState.current_frame` from 3.13 on.
+    pub current_frame: u32,
+    /// `_PyInterpreterFrame.f_code` (3.13: `f_executable`), `.previous`, `.prev_instr`
+    /// (3.13: `instr_ptr`).
     pub frame_code: u32,
     pub frame_previous: u32,
     pub frame_prev_instr: u32,
@@ -54,8 +57,8 @@ pub enum EntryMark {
 const PY311: Layout = Layout {
     version: (3, 11),
     runtime_tss: 592,
-    tstate_cframe: 56,
-    cframe_current_frame: 8,
+    tstate_cframe: Some(56),
+    current_frame: 8,
     frame_code: 32,
     frame_previous: 48,
     frame_prev_instr: 56,
@@ -76,8 +79,8 @@ const PY311: Layout = Layout {
 const PY312: Layout = Layout {
     version: (3, 12),
     runtime_tss: 1544,
-    tstate_cframe: 56,
-    cframe_current_frame: 0,
+    tstate_cframe: Some(56),
+    current_frame: 0,
     frame_code: 0,
     frame_previous: 8,
     frame_prev_instr: 56,
@@ -96,7 +99,58 @@ const PY312: Layout = Layout {
     bytes_data: 32,
 };
 
-/// The layout of CPython `major.minor`, if Kiln has one.
+/// Bytes of `_Py_DebugOffsets` (3.13) read from the start of `_PyRuntime`.
+pub const DEBUG_OFFSETS_BYTES: u64 = 73 * 8;
+
+/// The layout of CPython 3.13 from the `_Py_DebugOffsets` the interpreter publishes at
+/// the start of `_PyRuntime` (`Include/internal/pycore_runtime.h`), read from the
+/// binary's initialized data; the few fields it does not publish come from the 3.13
+/// headers. None for another layout of that struct (another version, a free-threaded
+/// build, no cookie).
+pub fn from_debug_offsets(version: (u32, u32), bytes: &[u8]) -> Option<Layout> {
+    if version != (3, 13) || bytes.get(..8)? != b"xdebugpy" {
+        return None;
+    }
+    let word = |i: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+        ))
+    };
+    let field = |i: usize| -> Option<u32> { u32::try_from(word(i)?).ok() };
+    let hex = word(1)?;
+    if (hex >> 24, (hex >> 16) & 0xff) != (3, 13) || word(2)? != 0 {
+        return None;
+    }
+    // Indices of the u64 fields in 3.13's `_Py_DebugOffsets`.
+    let qualname = field(37)?;
+    Some(Layout {
+        version,
+        // Not published; `_PyRuntimeState.autoTSSkey` in the 3.13 headers.
+        runtime_tss: 2160,
+        tstate_cframe: None,
+        current_frame: field(23)?,
+        frame_code: field(30)?,
+        frame_previous: field(29)?,
+        frame_prev_instr: field(31)?,
+        // FRAME_OWNED_BY_CSTACK
+        entry: EntryMark::ShimOwner(field(33)?, 3),
+        code_tag_offset: (qualname + 8).checked_sub(PY_CODE_TAG_BYTES as u32)?,
+        code_first_line: field(39)?,
+        code_filename: field(35)?,
+        code_qualname: qualname,
+        code_linetable: field(38)?,
+        code_bytecode: field(43)?,
+        unicode_state: field(68)?,
+        unicode_ascii_data: field(70)?,
+        // sizeof(PyCompactUnicodeObject), not published.
+        unicode_compact_data: 56,
+        var_size: field(65)?,
+        bytes_data: field(66)?,
+    })
+}
+
+/// The layout of CPython `major.minor` up to 3.12, if Kiln has one (3.13: see
+/// [`from_debug_offsets`]).
 pub fn layout(version: (u32, u32)) -> Option<&'static Layout> {
     match version {
         (3, 11) => Some(&PY311),
@@ -152,13 +206,24 @@ int main(void) {
     size_t entry = offsetof(_PyInterpreterFrame, owner);
     int shim_owner = FRAME_OWNED_BY_CSTACK;
 #endif
+#if PY_MINOR_VERSION < 13
+    size_t cframe = offsetof(PyThreadState, cframe);
+    size_t current_frame = offsetof(_PyCFrame, current_frame);
+    size_t code = offsetof(_PyInterpreterFrame, f_code);
+    size_t instr = offsetof(_PyInterpreterFrame, prev_instr);
+#else
+    size_t cframe = 0;
+    size_t current_frame = offsetof(PyThreadState, current_frame);
+    size_t code = offsetof(_PyInterpreterFrame, f_executable);
+    size_t instr = offsetof(_PyInterpreterFrame, instr_ptr);
+#endif
     printf("%zu %zu %zu %zu %zu %zu %zu %d %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\n",
         tss + 1000 * offsetof(Py_tss_t, _key),
-        offsetof(PyThreadState, cframe),
-        offsetof(_PyCFrame, current_frame),
-        offsetof(_PyInterpreterFrame, f_code),
+        cframe,
+        current_frame,
+        code,
         offsetof(_PyInterpreterFrame, previous),
-        offsetof(_PyInterpreterFrame, prev_instr),
+        instr,
         entry,
         shim_owner,
         offsetof(PyCodeObject, co_qualname) + sizeof(PyObject *) - PY_CODE_TAG_BYTES,
@@ -203,8 +268,8 @@ int main(void) {
         };
         let expected = [
             l.runtime_tss + 1000 * 4,
-            l.tstate_cframe.into(),
-            l.cframe_current_frame.into(),
+            l.tstate_cframe.unwrap_or(0).into(),
+            l.current_frame.into(),
             l.frame_code.into(),
             l.frame_previous.into(),
             l.frame_prev_instr.into(),
@@ -244,6 +309,33 @@ int main(void) {
             return;
         }
         check_against_headers(pyenv, layout((3, 12)).unwrap());
+    }
+
+    /// 3.13's layout as its `_Py_DebugOffsets` publish it (read from the library's
+    /// initialized `_PyRuntime`, as detection does) agrees with its headers.
+    #[test]
+    fn python_3_13_debug_offsets_match_its_headers() {
+        use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+        let root = "/root/.pyenv/versions/3.13.0";
+        let lib = format!("{root}/lib/libpython3.13.so.1.0");
+        if !std::path::Path::new(&lib).exists() {
+            eprintln!("SKIP: {lib} is not installed (pyenv)");
+            return;
+        }
+        let data = std::fs::read(&lib).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let runtime = file
+            .dynamic_symbols()
+            .find(|s| s.name() == Ok("_PyRuntime"))
+            .unwrap();
+        let section = file
+            .section_by_index(runtime.section_index().unwrap())
+            .unwrap();
+        let start = (runtime.address() - section.address()) as usize;
+        let bytes = &section.data().unwrap()[start..start + DEBUG_OFFSETS_BYTES as usize];
+        let layout = from_debug_offsets((3, 13), bytes).expect("3.13 debug offsets");
+        check_against_headers(&format!("{root}/bin/python3.13"), &layout);
+        assert!(from_debug_offsets((3, 14), bytes).is_none());
     }
 
     #[test]

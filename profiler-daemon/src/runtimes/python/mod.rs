@@ -35,7 +35,7 @@ pub enum PyError {
 pub struct Detected {
     pub version: (u32, u32),
     /// None: a version without a known layout.
-    pub layout: Option<&'static Layout>,
+    pub layout: Option<Layout>,
     /// What to register in `PY_PROCS` (`supported` = 0 without a layout).
     pub process: PyProcess,
 }
@@ -164,15 +164,21 @@ pub fn detect(pid: u32) -> Result<Option<Detected>, PyError> {
     let Some(version) = version else {
         return Ok(None);
     };
-    let layout = layout::layout(version);
+    let layout = if version >= (3, 13) {
+        // The interpreter publishes its own layout at the start of `_PyRuntime`.
+        read_at(&file, runtime.address(), layout::DEBUG_OFFSETS_BYTES)
+            .and_then(|bytes| layout::from_debug_offsets(version, bytes))
+    } else {
+        layout::layout(version).copied()
+    };
     let mut process = PyProcess::default();
-    if let (Some(layout), Some(bias)) = (layout, load_bias(&file, &maps, &interp.path)) {
+    if let (Some(layout), Some(bias)) = (&layout, load_bias(&file, &maps, &interp.path)) {
         process = PyProcess {
             supported: 1,
             pthread_specific: pthread_specific_offset(pid, &maps)?,
             tss_addr: runtime.address().wrapping_add(bias) + layout.runtime_tss,
-            tstate_cframe: layout.tstate_cframe,
-            cframe_current_frame: layout.cframe_current_frame,
+            tstate_cframe: layout.tstate_cframe.unwrap_or(PY_NO_FIELD),
+            current_frame: layout.current_frame,
             frame_code: layout.frame_code,
             frame_previous: layout.frame_previous,
             frame_prev_instr: layout.frame_prev_instr,
