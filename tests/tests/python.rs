@@ -528,7 +528,7 @@ fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
                 "-o",
             ])
             .arg(&out)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "kiln::cmd::record=debug")
             .stderr(Stdio::piped()),
     );
     let mut stderr = BufReader::new(kiln.0.stderr.take().unwrap());

@@ -128,7 +128,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
 
     let config = args.sampler.config(args.frequency, args.pids.clone());
     let mut collector = Collector::start(&config)?;
-    log::info!("sampling started");
+    log::debug!("sampling started");
     let started_at = SystemTime::now();
     let start = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);
