@@ -142,7 +142,7 @@ fn record(pid: u32, seconds: u32) -> (Profile, String) {
         "--pid",
         &pid,
         "-F",
-        "499",
+        "999",
         "-d",
         &seconds,
         "-o",
@@ -272,7 +272,7 @@ fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
     let spy = py_spy().map(|exe| {
         ChildGuard::spawn(
             Command::new(exe)
-                .args(["record", "--pid", &pid.to_string(), "--rate", "499"])
+                .args(["record", "--pid", &pid.to_string(), "--rate", "999"])
                 .args(["--duration", "10", "--format", "raw", "--nonblocking", "-o"])
                 .arg(spy_out.path())
                 .stdout(Stdio::null())
@@ -522,7 +522,7 @@ fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
                 "--pid",
                 &pid.to_string(),
                 "-F",
-                "499",
+                "999",
                 "-d",
                 "12",
                 "-o",
