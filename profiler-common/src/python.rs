@@ -31,7 +31,8 @@ pub struct PyFrame {
     pub code: u64,
     /// Hash of [`PY_CODE_TAG_BYTES`] of the code object (see [`py_code_tag`]).
     pub tag: u32,
-    /// `prev_instr - code` in bytes, or [`PY_INSTR_UNKNOWN`]; | [`PY_FRAME_ENTRY`].
+    /// `prev_instr - code` in bytes (up to 3.10: `f_lasti`), or [`PY_INSTR_UNKNOWN`];
+    /// | [`PY_FRAME_ENTRY`].
     pub instr: u32,
 }
 
@@ -78,6 +79,11 @@ pub struct PyProcess {
     /// base (`FRAME_OWNED_BY_CSTACK`): not a Python frame, it marks the frame above it
     /// as the activation's entry frame.
     pub cstack_owner: u32,
+    /// Up to 3.10: offset of `PyFrameObject.f_lasti` (an int), which is then the
+    /// frame's instruction instead of `prev_instr - code`; [`PY_NO_FIELD`] from 3.11 on.
+    pub frame_lasti: u32,
+    /// 1 up to 3.10: every frame is the entry frame of its own interpreter activation.
+    pub every_frame_entry: u32,
     pub _pad: u32,
 }
 

@@ -249,13 +249,18 @@ extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     let tag = py_code_tag(&s.code_words);
-    let offset = prev_instr.wrapping_sub(code);
+    let offset = if p.frame_lasti != PY_NO_FIELD {
+        // An int; negative (not started) becomes unknown.
+        word_at(&s.frame_words, p.frame_lasti) as u32 as i32 as i64 as u64
+    } else {
+        prev_instr.wrapping_sub(code)
+    };
     let mut instr = if offset < PY_INSTR_UNKNOWN as u64 {
         offset as u32
     } else {
         PY_INSTR_UNKNOWN
     };
-    if is_entry != 0 {
+    if is_entry != 0 || p.every_frame_entry != 0 {
         instr |= PY_FRAME_ENTRY;
     }
     if let Some(slot) = s.stack.frames.get_mut(index as usize) {

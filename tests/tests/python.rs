@@ -460,7 +460,7 @@ fn deep_recursion_keeps_every_frame() {
     );
 }
 
-/// A CPython whose layout Kiln does not know (3.10, from pyenv where installed): its
+/// A CPython whose layout Kiln does not know (3.8, from pyenv where installed): its
 /// samples keep their native stack, no Python frame is invented, and the cause is
 /// counted in the recording's summary.
 #[test]
@@ -468,7 +468,7 @@ fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
     if skip_unless_root() {
         return;
     }
-    let python = "/root/.pyenv/versions/3.10.13/bin/python3.10";
+    let python = "/root/.pyenv/versions/3.8.18/bin/python3.8";
     if !Path::new(python).exists() {
         eprintln!("SKIP: {python} is not installed (pyenv)");
         return;
@@ -564,16 +564,25 @@ fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
 /// are marked by shim frames instead of `is_entry`: the same shares, chains and merge.
 #[test]
 fn python_3_12_frames_replace_the_interpreter_loop_with_true_shares() {
-    check_pyenv_python("/root/.pyenv/versions/3.12.1/bin/python3.12");
+    check_pyenv_python("/root/.pyenv/versions/3.12.1/bin/python3.12", "Walrus.dive");
 }
 
 /// CPython 3.13, whose layout comes from the `_Py_DebugOffsets` it publishes.
 #[test]
 fn python_3_13_frames_replace_the_interpreter_loop_with_true_shares() {
-    check_pyenv_python("/root/.pyenv/versions/3.13.0/bin/python3.13");
+    check_pyenv_python("/root/.pyenv/versions/3.13.0/bin/python3.13", "Walrus.dive");
 }
 
-fn check_pyenv_python(python: &str) {
+/// CPython 3.9 and 3.10: frame objects, one interpreter activation per frame, and no
+/// qualname (py-spy too shows `co_name` for them).
+#[test]
+fn python_3_9_and_3_10_frames_replace_the_interpreter_loop_with_true_shares() {
+    check_pyenv_python("/root/.pyenv/versions/3.10.13/bin/python3.10", "dive");
+    check_pyenv_python("/root/.pyenv/versions/3.9.18/bin/python3.9", "dive");
+}
+
+/// The pure workload on another interpreter; `dive` is how it names `Walrus.dive`.
+fn check_pyenv_python(python: &str, dive: &str) {
     if skip_unless_root() {
         return;
     }
@@ -590,10 +599,16 @@ fn check_pyenv_python(python: &str) {
     assert!(all > 300, "only {all} samples");
     let cpu = |f: &str| truth["functions"][f].as_f64().unwrap() / truth["total"].as_f64().unwrap();
     assert_complete_chains(&stacks, |_| true);
-    assert_share("Walrus.dive", &stacks, all, cpu("Walrus.dive"), |s| {
-        s.has("Walrus.dive")
+    assert_share(
+        &format!("{python}: {dive}"),
+        &stacks,
+        all,
+        cpu("Walrus.dive"),
+        |s| s.has(dive),
+    );
+    assert_share(&format!("{python}: swim"), &stacks, all, cpu("swim"), |s| {
+        s.has("swim")
     });
-    assert_share("swim", &stacks, all, cpu("swim"), |s| s.has("swim"));
     let with_loop = total(&stacks, |s| s.has("_PyEval_EvalFrameDefault"));
     assert!(
         with_loop as f64 <= 0.05 * all as f64,

@@ -100,13 +100,11 @@ impl CodeNames {
         let info = info?;
         let layout = self.processes.get(&pid)?.layout;
         let instr = frame.instr & !PY_FRAME_ENTRY;
+        let scale = layout.frame_lasti.map_or(1, |(_, scale)| scale);
         let line = (instr != PY_INSTR_UNKNOWN && instr >= layout.code_bytecode)
             .then(|| {
-                linetable::line_at(
-                    &info.linetable,
-                    info.first_line,
-                    instr - layout.code_bytecode,
-                )
+                let offset = (instr - layout.code_bytecode).checked_mul(scale)?;
+                linetable::line(layout.lines, &info.linetable, info.first_line, offset)
             })
             .flatten()
             .unwrap_or(info.first_line.max(0) as u32);
@@ -130,7 +128,17 @@ fn word(buf: &[u8], off: u32) -> Option<u64> {
 }
 
 fn read_code(mem: &File, layout: &Layout, code: u64, tag: u32) -> Option<CodeInfo> {
-    let header = read_bytes(mem, code, u64::from(layout.code_bytecode))?;
+    // Up to the bytecode (3.11+), and at least past every field read.
+    let header_len = [
+        layout.code_bytecode,
+        layout.code_tag_offset + PY_CODE_TAG_BYTES as u32,
+        layout.code_linetable + 8,
+        layout.code_first_line + 8,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    let header = read_bytes(mem, code, u64::from(header_len))?;
     let tag_start = layout.code_tag_offset as usize;
     let tagged = header.get(tag_start..tag_start + PY_CODE_TAG_BYTES)?;
     let mut words = [0u64; PY_CODE_TAG_BYTES / 8];

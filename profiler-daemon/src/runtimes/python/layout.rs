@@ -1,7 +1,9 @@
 //! Where CPython keeps what Kiln reads, by version: byte offsets taken from CPython's own
 //! headers (`Include/internal/pycore_runtime.h`, `pycore_frame.h`, `cpython/pystate.h`,
-//! `cpython/code.h`, `cpython/unicodeobject.h`) for x86_64, and checked against them by
-//! a test that compiles `offsetof` of each field with the installed interpreter's headers.
+//! `cpython/code.h`, `cpython/frameobject.h`, `cpython/unicodeobject.h`) for x86_64 (3.9
+//! to 3.12), or from the `_Py_DebugOffsets` the interpreter publishes (3.13), and checked
+//! against the headers by tests that compile `offsetof` of each field with each installed
+//! interpreter's headers.
 
 use profiler_common::python::PY_CODE_TAG_BYTES;
 
@@ -19,12 +21,19 @@ pub struct Layout {
     pub current_frame: u32,
     /// `_PyInterpreterFrame.f_code` (3.13: `f_executable`), `.previous`, `.prev_instr`
     /// (3.13: `instr_ptr`).
+    /// Up to 3.10: `PyFrameObject.f_code`, `.f_back`, `tstate.frame` as `current_frame`.
     pub frame_code: u32,
     pub frame_previous: u32,
     pub frame_prev_instr: u32,
+    /// Up to 3.10: `PyFrameObject.f_lasti` and the bytes per unit it counts (3.10: code
+    /// units of 2 bytes; 3.9: bytes); the instruction is then not a pointer.
+    pub frame_lasti: Option<(u32, u32)>,
     /// How an activation's entry frame is marked: 3.11 `is_entry`, 3.12 a shim frame
-    /// whose `owner` is `FRAME_OWNED_BY_CSTACK` below it.
+    /// whose `owner` is `FRAME_OWNED_BY_CSTACK` below it; up to 3.10 every frame has its
+    /// own activation.
     pub entry: EntryMark,
+    /// How `co_linetable` (`co_lnotab` in 3.9) maps offsets to lines.
+    pub lines: LineFormat,
     /// Where the bytes hashed into a frame's tag start (they end with `co_qualname`).
     pub code_tag_offset: u32,
     /// `PyCodeObject.co_firstlineno`, `co_filename`, `co_qualname`, `co_linetable`,
@@ -44,6 +53,17 @@ pub struct Layout {
     pub bytes_data: u32,
 }
 
+/// The line table format of a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineFormat {
+    /// 3.11+ location table.
+    Locations,
+    /// 3.10 `co_linetable`: (byte delta, signed line delta) pairs.
+    Linetable310,
+    /// 3.9 `co_lnotab`: (byte delta, signed line delta) pairs, deltas applied before.
+    Lnotab,
+}
+
 /// How a version marks the first frame of an interpreter activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryMark {
@@ -52,6 +72,8 @@ pub enum EntryMark {
     /// A shim frame whose `owner` (at this offset) is this value sits below the entry
     /// frame.
     ShimOwner(u32, u8),
+    /// Every frame is its own activation (up to 3.10).
+    EveryFrame,
 }
 
 const PY311: Layout = Layout {
@@ -62,7 +84,9 @@ const PY311: Layout = Layout {
     frame_code: 32,
     frame_previous: 48,
     frame_prev_instr: 56,
+    frame_lasti: None,
     entry: EntryMark::IsEntry(68),
+    lines: LineFormat::Locations,
     code_tag_offset: 72,
     code_first_line: 72,
     code_filename: 112,
@@ -84,8 +108,10 @@ const PY312: Layout = Layout {
     frame_code: 0,
     frame_previous: 8,
     frame_prev_instr: 56,
+    frame_lasti: None,
     // FRAME_OWNED_BY_CSTACK
     entry: EntryMark::ShimOwner(70, 3),
+    lines: LineFormat::Locations,
     code_tag_offset: 72,
     code_first_line: 68,
     code_filename: 112,
@@ -98,6 +124,39 @@ const PY312: Layout = Layout {
     var_size: 16,
     bytes_data: 32,
 };
+
+/// 3.9 and 3.10 (`Include/cpython/frameobject.h`, `cpython/code.h`,
+/// `internal/pycore_runtime.h`): frame objects linked by `f_back`, one interpreter
+/// activation each; no qualname (`co_name` instead).
+const fn frame_objects(version: (u32, u32), lasti: u32, scale: u32, lines: LineFormat) -> Layout {
+    Layout {
+        version,
+        runtime_tss: 584,
+        tstate_cframe: None,
+        current_frame: 24,
+        frame_code: 32,
+        frame_previous: 24,
+        frame_prev_instr: 0,
+        frame_lasti: Some((lasti, scale)),
+        entry: EntryMark::EveryFrame,
+        lines,
+        // co_code .. co_name: the code's objects and its file and name.
+        code_tag_offset: 120 - PY_CODE_TAG_BYTES as u32,
+        code_first_line: 40,
+        code_filename: 104,
+        code_qualname: 112,
+        code_linetable: 120,
+        code_bytecode: 0,
+        unicode_state: 32,
+        unicode_ascii_data: 48,
+        unicode_compact_data: 72,
+        var_size: 16,
+        bytes_data: 32,
+    }
+}
+
+const PY39: Layout = frame_objects((3, 9), 104, 1, LineFormat::Lnotab);
+const PY310: Layout = frame_objects((3, 10), 96, 2, LineFormat::Linetable310);
 
 /// Bytes of `_Py_DebugOffsets` (3.13) read from the start of `_PyRuntime`.
 pub const DEBUG_OFFSETS_BYTES: u64 = 73 * 8;
@@ -132,8 +191,10 @@ pub fn from_debug_offsets(version: (u32, u32), bytes: &[u8]) -> Option<Layout> {
         frame_code: field(30)?,
         frame_previous: field(29)?,
         frame_prev_instr: field(31)?,
+        frame_lasti: None,
         // FRAME_OWNED_BY_CSTACK
         entry: EntryMark::ShimOwner(field(33)?, 3),
+        lines: LineFormat::Locations,
         code_tag_offset: (qualname + 8).checked_sub(PY_CODE_TAG_BYTES as u32)?,
         code_first_line: field(39)?,
         code_filename: field(35)?,
@@ -153,6 +214,8 @@ pub fn from_debug_offsets(version: (u32, u32), bytes: &[u8]) -> Option<Layout> {
 /// [`from_debug_offsets`]).
 pub fn layout(version: (u32, u32)) -> Option<&'static Layout> {
     match version {
+        (3, 9) => Some(&PY39),
+        (3, 10) => Some(&PY310),
         (3, 11) => Some(&PY311),
         (3, 12) => Some(&PY312),
         _ => None,
@@ -174,7 +237,7 @@ mod tests {
             .ok()?;
         let dir = String::from_utf8(out.stdout).ok()?.trim().to_owned();
         std::path::Path::new(&dir)
-            .join("internal/pycore_frame.h")
+            .join("internal/pycore_runtime.h")
             .exists()
             .then_some(dir)
     }
@@ -192,26 +255,52 @@ mod tests {
             r#"
 #define Py_BUILD_CORE 1
 #include <Python.h>
+#if PY_MINOR_VERSION >= 11
 #include <internal/pycore_frame.h>
+#else
+#include <frameobject.h>
+#endif
 #include <internal/pycore_runtime.h>
 #include <stddef.h>
 #include <stdio.h>
 int main(void) {
+#if PY_MINOR_VERSION <= 10
+    size_t tss = offsetof(_PyRuntimeState, gilstate.autoTSSkey);
+    size_t entry = 0;
+    int shim_owner = 0;
+    size_t cframe = 0;
+    size_t current_frame = offsetof(PyThreadState, frame);
+    size_t code = offsetof(PyFrameObject, f_code);
+    size_t previous = offsetof(PyFrameObject, f_back);
+    size_t instr = offsetof(PyFrameObject, f_lasti);
+    size_t name = offsetof(PyCodeObject, co_name);
+#if PY_MINOR_VERSION == 10
+    size_t linetable = offsetof(PyCodeObject, co_linetable);
+#else
+    size_t linetable = offsetof(PyCodeObject, co_lnotab);
+#endif
+    size_t bytecode = 0;
+#else
+    size_t previous = offsetof(_PyInterpreterFrame, previous);
+    size_t name = offsetof(PyCodeObject, co_qualname);
+    size_t linetable = offsetof(PyCodeObject, co_linetable);
+    size_t bytecode = offsetof(PyCodeObject, co_code_adaptive);
+#endif
 #if PY_MINOR_VERSION == 11
     size_t tss = offsetof(_PyRuntimeState, gilstate.autoTSSkey);
     size_t entry = offsetof(_PyInterpreterFrame, is_entry);
     int shim_owner = 0;
-#else
+#elif PY_MINOR_VERSION >= 12
     size_t tss = offsetof(_PyRuntimeState, autoTSSkey);
     size_t entry = offsetof(_PyInterpreterFrame, owner);
     int shim_owner = FRAME_OWNED_BY_CSTACK;
 #endif
-#if PY_MINOR_VERSION < 13
+#if PY_MINOR_VERSION == 11 || PY_MINOR_VERSION == 12
     size_t cframe = offsetof(PyThreadState, cframe);
     size_t current_frame = offsetof(_PyCFrame, current_frame);
     size_t code = offsetof(_PyInterpreterFrame, f_code);
     size_t instr = offsetof(_PyInterpreterFrame, prev_instr);
-#else
+#elif PY_MINOR_VERSION >= 13
     size_t cframe = 0;
     size_t current_frame = offsetof(PyThreadState, current_frame);
     size_t code = offsetof(_PyInterpreterFrame, f_executable);
@@ -222,16 +311,16 @@ int main(void) {
         cframe,
         current_frame,
         code,
-        offsetof(_PyInterpreterFrame, previous),
+        previous,
         instr,
         entry,
         shim_owner,
-        offsetof(PyCodeObject, co_qualname) + sizeof(PyObject *) - PY_CODE_TAG_BYTES,
+        name + sizeof(PyObject *) - PY_CODE_TAG_BYTES,
         offsetof(PyCodeObject, co_firstlineno),
         offsetof(PyCodeObject, co_filename),
-        offsetof(PyCodeObject, co_qualname),
-        offsetof(PyCodeObject, co_linetable),
-        offsetof(PyCodeObject, co_code_adaptive),
+        name,
+        linetable,
+        bytecode,
         offsetof(PyASCIIObject, state),
         sizeof(PyASCIIObject),
         sizeof(PyCompactUnicodeObject),
@@ -265,6 +354,7 @@ int main(void) {
         let (entry, shim_owner) = match l.entry {
             EntryMark::IsEntry(off) => (off, 0),
             EntryMark::ShimOwner(off, owner) => (off, owner),
+            EntryMark::EveryFrame => (0, 0),
         };
         let expected = [
             l.runtime_tss + 1000 * 4,
@@ -272,7 +362,9 @@ int main(void) {
             l.current_frame.into(),
             l.frame_code.into(),
             l.frame_previous.into(),
-            l.frame_prev_instr.into(),
+            l.frame_lasti
+                .map_or(l.frame_prev_instr, |(off, _)| off)
+                .into(),
             entry.into(),
             shim_owner.into(),
             l.code_tag_offset.into(),
@@ -297,6 +389,20 @@ int main(void) {
         let pyenv = "/root/.pyenv/versions/3.11.7/bin/python3.11";
         if std::path::Path::new(pyenv).exists() {
             check_against_headers(pyenv, layout((3, 11)).unwrap());
+        }
+    }
+
+    #[test]
+    fn python_3_9_and_3_10_layouts_match_their_headers() {
+        for (python, version) in [
+            ("/root/.pyenv/versions/3.9.18/bin/python3.9", (3, 9)),
+            ("/root/.pyenv/versions/3.10.13/bin/python3.10", (3, 10)),
+        ] {
+            if !std::path::Path::new(python).exists() {
+                eprintln!("SKIP: {python} is not installed (pyenv)");
+                continue;
+            }
+            check_against_headers(python, layout(version).unwrap());
         }
     }
 
@@ -340,7 +446,7 @@ int main(void) {
 
     #[test]
     fn unknown_versions_have_no_layout() {
-        assert!(layout((3, 10)).is_none());
+        assert!(layout((3, 8)).is_none());
         assert!(layout((3, 14)).is_none());
     }
 }

@@ -184,17 +184,19 @@ pub fn detect(pid: u32) -> Result<Option<Detected>, PyError> {
             frame_prev_instr: layout.frame_prev_instr,
             frame_is_entry: match layout.entry {
                 EntryMark::IsEntry(off) => off,
-                EntryMark::ShimOwner(..) => PY_NO_FIELD,
+                _ => PY_NO_FIELD,
             },
             frame_owner: match layout.entry {
-                EntryMark::IsEntry(_) => PY_NO_FIELD,
                 EntryMark::ShimOwner(off, _) => off,
+                _ => PY_NO_FIELD,
             },
             cstack_owner: match layout.entry {
-                EntryMark::IsEntry(_) => 0,
                 EntryMark::ShimOwner(_, owner) => owner.into(),
+                _ => 0,
             },
             code_tag_offset: layout.code_tag_offset,
+            frame_lasti: layout.frame_lasti.map_or(PY_NO_FIELD, |(off, _)| off),
+            every_frame_entry: u32::from(layout.entry == EntryMark::EveryFrame),
             _pad: 0,
         };
     }
