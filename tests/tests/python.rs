@@ -47,13 +47,14 @@ impl PyWorkload {
             Path::new(python).exists(),
             "{python} is missing: run `cargo xtask setup` (Debian package python3.11)"
         );
-        let mut child = ChildGuard::spawn(
-            Command::new(python)
-                .arg(workload_path())
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        );
+        let mut cmd = Command::new(python);
+        cmd.arg(workload_path()).args(args);
+        Self::spawn(&mut cmd, mode)
+    }
+
+    /// Runs `cmd` (which must exec the workload in its own process) until its ready line.
+    fn spawn(cmd: &mut Command, mode: &str) -> Self {
+        let mut child = ChildGuard::spawn(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()));
         let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
@@ -618,4 +619,52 @@ fn check_pyenv_python(python: &str, dive: &str) {
         !summary.contains("python_code_unreadable") && !summary.contains("python_merge_mismatch"),
         "{summary}"
     );
+}
+
+/// A Python whose interpreter exists only in its own mount namespace (as in a container):
+/// found, read and named through `/proc/<pid>/map_files` and `/proc/<pid>/mem`.
+#[test]
+fn a_python_in_another_mount_namespace() {
+    if skip_unless_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kiln-py-ns-{:x}", kiln_testkit::random_u64()));
+    std::fs::create_dir(&dir).unwrap();
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(dir.clone());
+    let d = dir.display();
+    // unshare without --fork: the shell, then the interpreter, keep the pid spawned.
+    let script = format!(
+        "mount -t tmpfs kiln-test {d} && cp {PYTHON} {d}/python3.11 && exec {d}/python3.11 {} pure",
+        workload_path().display()
+    );
+    let w = PyWorkload::spawn(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(&script),
+        "pure",
+    );
+    let pid = w.pid();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.starts_with(&dir), "{exe:?}");
+    assert!(
+        !exe.exists(),
+        "the interpreter must not be visible from the host"
+    );
+    let (profile, summary) = record(pid, 8);
+    let truth = w.finish();
+    let stacks = stacks(&profile, pid);
+    let all = total(&stacks, |_| true);
+    assert!(all > 300, "only {all} samples");
+    let cpu = |f: &str| truth["functions"][f].as_f64().unwrap() / truth["total"].as_f64().unwrap();
+    assert_complete_chains(&stacks, |_| true);
+    assert_share("Walrus.dive", &stacks, all, cpu("Walrus.dive"), |s| {
+        s.has("Walrus.dive")
+    });
+    assert!(!summary.contains("python_"), "{summary}");
 }

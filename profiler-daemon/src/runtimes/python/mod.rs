@@ -172,10 +172,23 @@ pub fn detect(pid: u32) -> Result<Option<Detected>, PyError> {
         layout::layout(version).copied()
     };
     let mut process = PyProcess::default();
-    if let (Some(layout), Some(bias)) = (&layout, load_bias(&file, &maps, &interp.path)) {
+    // Thread states are found through glibc's key slots: another libc (musl) leaves the
+    // process unsupported, its samples counted.
+    let pthread_specific = match pthread_specific_offset(pid, &maps) {
+        Ok(offset) => Some(offset),
+        Err(e) => {
+            log::info!("pid {pid}: {e}");
+            None
+        }
+    };
+    if let (Some(layout), Some(bias), Some(pthread_specific)) = (
+        &layout,
+        load_bias(&file, &maps, &interp.path),
+        pthread_specific,
+    ) {
         process = PyProcess {
             supported: 1,
-            pthread_specific: pthread_specific_offset(pid, &maps)?,
+            pthread_specific,
             tss_addr: runtime.address().wrapping_add(bias) + layout.runtime_tss,
             tstate_cframe: layout.tstate_cframe.unwrap_or(PY_NO_FIELD),
             current_frame: layout.current_frame,
