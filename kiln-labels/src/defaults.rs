@@ -30,7 +30,9 @@
 //! name (both as `<namespace>/<name>` when the namespace is known), else a
 //! runtime container name (`__meta_container_name`), else `kernel` for a
 //! kernel thread (its kind is the `kernel_thread` label; see
-//! [`crate::kthread`]), else the executable name (absent for programs run
+//! [`crate::kthread`]), else the script or module a Python interpreter runs
+//! (`python3 app.py` → `app`, `python -m pkg.worker` → `pkg.worker`;
+//! [`crate::python`]), else the executable name (absent for programs run
 //! from a memfd), else `comm`, else `unknown`.
 //! The inferred value is published as `__meta_inferred_service_name` and a
 //! default rule copies it only when `service_name` is still empty, so a
@@ -116,10 +118,14 @@ pub fn infer_service_name(meta_labels: &Labels) -> String {
     if get(meta::PROCESS_KERNEL_THREAD).is_some() {
         return KERNEL_SERVICE_NAME.to_owned();
     }
-    [meta::PROCESS_EXECUTABLE_NAME, meta::PROCESS_COMM]
-        .iter()
-        .find_map(|name| get(name).cloned())
-        .unwrap_or_else(|| "unknown".to_owned())
+    [
+        crate::python::PYTHON_SERVICE_NAME,
+        meta::PROCESS_EXECUTABLE_NAME,
+        meta::PROCESS_COMM,
+    ]
+    .iter()
+    .find_map(|name| get(name).cloned())
+    .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]

@@ -377,6 +377,7 @@ impl Discoverer {
         };
         let mut exe = None;
         optional(process.exe().map(|p| exe = Some(p)).or_else(absent_ok));
+        let mut python = false;
         if let Some(path) = exe {
             let path = path.to_string_lossy();
             let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_owned();
@@ -384,12 +385,19 @@ impl Discoverer {
             // often random: no executable name, so the service falls back to comm.
             let memfd = path.starts_with(MEMFD_PREFIX);
             if let Some(name) = Path::new(&path).file_name().filter(|_| !memfd) {
-                put(
-                    meta::PROCESS_EXECUTABLE_NAME,
-                    name.to_string_lossy().into_owned(),
-                );
+                let name = name.to_string_lossy().into_owned();
+                python = crate::python::is_python(&name);
+                put(meta::PROCESS_EXECUTABLE_NAME, name);
             }
             put(meta::PROCESS_EXECUTABLE_PATH, path);
+        }
+        if python {
+            // The script or module names a Python service (argv only).
+            let mut args = Vec::new();
+            optional(process.cmdline().map(|a| args = a).or_else(absent_ok));
+            if let Some(name) = crate::python::service_name(&args) {
+                put(crate::python::PYTHON_SERVICE_NAME, name);
+            }
         }
         if self.options.include_cmdline {
             let mut args = Vec::new();

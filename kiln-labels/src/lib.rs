@@ -56,6 +56,7 @@ pub mod environ;
 pub mod kthread;
 pub mod labels;
 pub mod meta;
+pub mod python;
 pub mod relabel;
 pub mod target;
 pub mod targets;

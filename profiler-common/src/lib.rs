@@ -4,6 +4,7 @@
 //! so the two sides cannot drift apart.
 #![no_std]
 
+pub mod python;
 pub mod unwind;
 
 /// Length of `task_struct.comm`, NUL included.
@@ -29,6 +30,9 @@ pub mod control {
     /// Set once userspace has registered a Go process: until then the sampler skips the
     /// `GO_PROCS` lookup.
     pub const GO_PROCESSES: u32 = 2;
+    /// Set once userspace has registered a Python process: until then the sampler skips
+    /// the `PY_PROCS` lookup.
+    pub const PY_PROCESSES: u32 = 4;
 }
 
 /// Names of the maps and programs in the eBPF object, so userspace looks them up by the
@@ -50,6 +54,9 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const GO_PROCS: &str = "GO_PROCS";
     pub const GO_LABEL_SETS: [&str; 2] = ["GO_LABEL_SETS_0", "GO_LABEL_SETS_1"];
+    pub const PY_PROCS: &str = "PY_PROCS";
+    /// Python stacks, keyed by a hash of their frames, LRU like `USER_STACKS`.
+    pub const PY_STACKS: &str = "PY_STACKS";
     /// Offset of `task_struct.thread.fsbase`, from the kernel's BTF.
     pub const GLOBAL_FSBASE_OFFSET: &str = "FSBASE_OFFSET";
     /// Read-only globals set by the loader.
@@ -72,6 +79,9 @@ pub mod defaults {
     pub const GO_PROCS_ENTRIES: u32 = 4_096;
     /// Distinct goroutine label sets per buffer (~650 bytes each).
     pub const GO_LABEL_SETS_ENTRIES: u32 = 4_096;
+    pub const PY_PROCS_ENTRIES: u32 = 4_096;
+    /// Distinct Python stacks (~3 KiB each) in the LRU map shared by both buffers.
+    pub const PY_STACKS_ENTRIES: u32 = 4_096;
 }
 
 /// Goroutine labels read per sample: at most this many pairs...
@@ -132,6 +142,8 @@ pub struct SampleKey {
     /// Hash of the goroutine's pprof labels (0 = none); with `tgid` the key of
     /// `GO_LABEL_SETS_{buffer}`.
     pub go_labels: u64,
+    /// Key of the Python frames in `PY_STACKS` (a hash of them), 0 = none.
+    pub python_stack: u64,
 }
 
 /// A user stack as stored in `USER_STACKS`: `len` instruction pointers, leaf
@@ -216,9 +228,29 @@ pub enum Stat {
     /// Counted by userspace: a drained sample's user stack had been evicted from the LRU
     /// stack map (more new stacks than it holds within one drain interval).
     UserStackEvicted = 22,
+    /// Samples of Python threads whose Python frames were read.
+    PythonStacks = 23,
+    /// Samples of a registered Python process whose thread has no Python thread state
+    /// (a thread Python does not run, or one not yet initialized): not a loss.
+    PythonNoThread = 24,
+    /// Python frames lost: the thread state or a frame could not be read (the native
+    /// stack is kept).
+    PythonReadFailure = 25,
+    /// Python stack deeper than `MAX_PY_FRAMES`: the outer frames are missing.
+    PythonTruncated = 26,
+    /// Python frames lost: the Python stack map was full.
+    PythonStacksFull = 27,
+    /// Samples of a Python whose version Kiln has no layout for (native stack only).
+    PythonUnsupported = 28,
+    /// Counted by userspace: a Python frame's code object could not be read, or no longer
+    /// matched the one sampled (freed and reused): the sample keeps its native stack.
+    PythonCodeUnreadable = 29,
+    /// Counted by userspace: the Python frames did not fit the interpreter activations of
+    /// the native stack: the sample keeps its native stack.
+    PythonMergeMismatch = 30,
 }
 
-pub const STAT_COUNT: u32 = 23;
+pub const STAT_COUNT: u32 = 31;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT as usize] = [
@@ -245,6 +277,14 @@ impl Stat {
         Stat::UnwindBadFrame,
         Stat::DwarfStacksFull,
         Stat::UserStackEvicted,
+        Stat::PythonStacks,
+        Stat::PythonNoThread,
+        Stat::PythonReadFailure,
+        Stat::PythonTruncated,
+        Stat::PythonStacksFull,
+        Stat::PythonUnsupported,
+        Stat::PythonCodeUnreadable,
+        Stat::PythonMergeMismatch,
     ];
 
     /// Stable snake_case name, used in reports and metrics.
@@ -273,6 +313,14 @@ impl Stat {
             Stat::UnwindBadFrame => "unwind_bad_frame",
             Stat::DwarfStacksFull => "dwarf_stacks_full",
             Stat::UserStackEvicted => "user_stack_evicted",
+            Stat::PythonStacks => "python_stacks",
+            Stat::PythonNoThread => "python_no_thread",
+            Stat::PythonReadFailure => "python_read_failure",
+            Stat::PythonTruncated => "python_truncated",
+            Stat::PythonStacksFull => "python_stacks_full",
+            Stat::PythonUnsupported => "python_unsupported",
+            Stat::PythonCodeUnreadable => "python_code_unreadable",
+            Stat::PythonMergeMismatch => "python_merge_mismatch",
         }
     }
 
@@ -297,6 +345,12 @@ impl Stat {
                 | Stat::UnwindBadFrame
                 | Stat::DwarfStacksFull
                 | Stat::UserStackEvicted
+                | Stat::PythonReadFailure
+                | Stat::PythonTruncated
+                | Stat::PythonStacksFull
+                | Stat::PythonUnsupported
+                | Stat::PythonCodeUnreadable
+                | Stat::PythonMergeMismatch
         )
     }
 }
@@ -310,4 +364,6 @@ mod user {
     unsafe impl aya::Pod for super::GoOffsets {}
     unsafe impl aya::Pod for super::GoLabelSetKey {}
     unsafe impl aya::Pod for super::GoLabels {}
+    unsafe impl aya::Pod for super::python::PyProcess {}
+    unsafe impl aya::Pod for super::python::PyStack {}
 }

@@ -123,6 +123,9 @@ pub mod stack_flags {
     /// The walk stopped before the outermost frame (depth limit, missing or
     /// unsupported unwind information, unreadable memory): the root is unknown.
     pub const TRUNCATED: u32 = 1;
+    /// The Python frames (`SampleKey::python_stack`) stop before the outermost one
+    /// (deeper than `MAX_PY_FRAMES`, or a frame could not be read).
+    pub const PYTHON_TRUNCATED: u32 = 2;
 }
 
 #[cfg(feature = "user")]

@@ -20,11 +20,18 @@ use crate::{
     symbolize::{self, Frames, Symbolizer},
 };
 
+/// The interpreter loop whose activations Python frames replace.
+const PYTHON_EVAL_LOOP: &str = "_PyEval_EvalFrameDefault";
+/// The mapping of Python frames in pprof.
+const PYTHON_MODULE: &str = "[python]";
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum LocationKey {
     Kernel(u64),
     User(BinaryId, u64),
     Unmapped(Arc<str>, u64),
+    /// A Python function at one line (the same in every process).
+    Python(crate::runtimes::python::code::PyFrameName),
 }
 
 /// Where a location's code lives.
@@ -101,6 +108,7 @@ impl Aggregate {
                         process_name = p.comm.clone();
                     }
                 }
+                let user_start = locations.len();
                 for (depth, &ip) in sample.user.iter().enumerate() {
                     if ip == crate::unwind::TRUNCATED_FRAME {
                         // The unwinder stopped early: say so rather than guess a root.
@@ -119,6 +127,9 @@ impl Aggregate {
                     let loc = self.user_location(pid, addr, procs, sym);
                     locations.push(loc);
                 }
+                if let Some(python) = &sample.python {
+                    self.merge_python(sample, python, user_start, &mut locations, sym);
+                }
             } else if let Some(p) = procs.get(pid) {
                 if !p.comm.is_empty() {
                     process_name = p.comm.clone();
@@ -133,6 +144,70 @@ impl Aggregate {
             };
             *self.stacks.entry(key).or_default() += sample.count;
             self.total += sample.count;
+        }
+    }
+
+    /// Replaces the interpreter activations among `locations[user_start..]` with the
+    /// sample's Python frames (see `runtimes::python::merge`); leaves the native stack
+    /// as it is, and counts why, when the frames cannot all be named or placed.
+    fn merge_python(
+        &mut self,
+        sample: &RawSample,
+        python: &[profiler_common::python::PyFrame],
+        user_start: usize,
+        locations: &mut Vec<u32>,
+        sym: &mut Symbolizer,
+    ) {
+        use crate::runtimes::python::merge::{merge, Merged};
+        use profiler_common::unwind::stack_flags;
+        let pid = sample.key.tgid;
+        let mut named = Vec::with_capacity(python.len());
+        for f in python {
+            match sym.python.name(pid, f) {
+                Some(name) => named.push(name),
+                None => {
+                    sym.python.unreadable += sample.count;
+                    return;
+                }
+            }
+        }
+        let native = &locations[user_start..];
+        let is_eval: Vec<bool> = native
+            .iter()
+            .map(|&l| {
+                self.locations[l as usize]
+                    .frames
+                    .last()
+                    .is_some_and(|f| &*f.function == PYTHON_EVAL_LOOP)
+            })
+            .collect();
+        let native_truncated = native.last().is_some_and(|&l| {
+            matches!(&self.locations[l as usize].module, Module::Other(m) if &**m == "[truncated]")
+        });
+        let python_truncated = sample.key.flags & stack_flags::PYTHON_TRUNCATED != 0;
+        let Some(merged) = merge(&is_eval, native_truncated, python, python_truncated) else {
+            sym.python.mismatched += sample.count;
+            return;
+        };
+        let native: Vec<u32> = native.to_vec();
+        locations.truncate(user_start);
+        for m in merged {
+            let loc = match m {
+                Merged::Native(i) => native[i],
+                Merged::Python(i) => {
+                    let name = named[i].clone();
+                    self.intern(LocationKey::Python(name.clone()), || Location {
+                        module: Module::Other(PYTHON_MODULE.into()),
+                        address: 0,
+                        frames: Arc::from(vec![symbolize::Frame {
+                            function: name.qualname.clone(),
+                            file: Some(name.filename.clone()),
+                            line: name.line,
+                        }]),
+                    })
+                }
+            };
+            locations.push(loc);
         }
     }
 
@@ -355,11 +430,13 @@ mod tests {
                 flags: 0,
                 comm: *b"kworker\0\0\0\0\0\0\0\0\0",
                 go_labels: 0,
+                python_stack: 0,
             },
             count: 3,
             user: Vec::new(),
             kernel: vec![addr],
             go_labels: None,
+            python: None,
         }
     }
 

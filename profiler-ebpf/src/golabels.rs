@@ -10,8 +10,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_user as probe_read_user_raw},
+        bpf_probe_read_user,
+        generated::{bpf_loop, bpf_probe_read_user as probe_read_user_raw},
     },
     macros::map,
     maps::{HashMap, PerCpuArray},
@@ -20,10 +20,6 @@ use profiler_common::{
     defaults, GoLabelSetKey, GoLabels, GoOffsets, Stat, GO_KEY_LEN, GO_LABELS_SLICE, GO_MAX_LABELS,
     GO_VALUE_LEN,
 };
-
-/// Set by the loader from the kernel's BTF; 0 disables label reading.
-#[no_mangle]
-static FSBASE_OFFSET: u64 = 0;
 
 #[map]
 static GO_PROCS: HashMap<u32, GoOffsets> = HashMap::with_max_entries(defaults::GO_PROCS_ENTRIES, 0);
@@ -96,11 +92,10 @@ pub fn current_labels(tgid: u32, buffer: u32, count: impl Fn(Stat)) -> u64 {
     let Some(offsets) = (unsafe { GO_PROCS.get(&tgid) }) else {
         return 0;
     };
-    let fsbase_offset = unsafe { core::ptr::read_volatile(&FSBASE_OFFSET) };
-    if fsbase_offset == 0 {
+    if !crate::task::fsbase_known() {
         return 0;
     }
-    match read_labels(tgid, buffer, offsets, fsbase_offset) {
+    match read_labels(tgid, buffer, offsets) {
         Ok(addr) => addr,
         Err(stat) => {
             count(stat);
@@ -110,11 +105,9 @@ pub fn current_labels(tgid: u32, buffer: u32, count: impl Fn(Stat)) -> u64 {
 }
 
 #[inline(always)]
-fn read_labels(tgid: u32, buffer: u32, o: &GoOffsets, fsbase_offset: u64) -> Result<u64, Stat> {
+fn read_labels(tgid: u32, buffer: u32, o: &GoOffsets) -> Result<u64, Stat> {
     let unreadable = |_| Stat::GoLabelsUnreadable;
-    let task = unsafe { bpf_get_current_task() };
-    let fsbase: u64 = unsafe { bpf_probe_read_kernel((task + fsbase_offset) as *const u64) }
-        .map_err(|_| Stat::GoLabelsUnreadable)?;
+    let fsbase = crate::task::current_fsbase().ok_or(Stat::GoLabelsUnreadable)?;
     if fsbase == 0 {
         return Ok(0);
     }

@@ -17,9 +17,19 @@
 fn main() {}
 
 #[cfg(target_arch = "bpf")]
+mod control;
+#[cfg(target_arch = "bpf")]
 mod golabels;
 #[cfg(target_arch = "bpf")]
+mod hash;
+#[cfg(target_arch = "bpf")]
+mod python;
+#[cfg(target_arch = "bpf")]
 mod sampler;
+#[cfg(target_arch = "bpf")]
+mod scratch;
+#[cfg(target_arch = "bpf")]
+mod task;
 #[cfg(target_arch = "bpf")]
 mod unwinder;
 

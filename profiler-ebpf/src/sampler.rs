@@ -3,7 +3,10 @@ use core::{
     intrinsics::{atomic_xadd, AtomicOrdering},
 };
 
-use crate::unwinder::cpu_scratch;
+use crate::{
+    hash::{hash_finish, hash_step, HASH_SEED},
+    scratch::cpu_scratch,
+};
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{
@@ -11,7 +14,7 @@ use aya_ebpf::{
         generated::{bpf_get_stack, bpf_loop},
     },
     macros::{map, perf_event, raw_tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, PerfEventContext, RawTracePointContext},
 };
 use profiler_common::{
@@ -42,10 +45,6 @@ static USER_STACKS: LruHashMap<u64, UserStack> =
 static STACKS_0: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
 #[map]
 static STACKS_1: StackTrace = StackTrace::with_max_entries(defaults::STACK_ENTRIES, 0);
-/// Index 0: the control word (`profiler_common::control`): which buffer samples go to,
-/// and whether any Go process is registered; index 1: the unwind epoch.
-#[map]
-pub static ACTIVE_BUFFER: Array<u32> = Array::with_max_entries(2, 0);
 #[map]
 static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(defaults::PID_FILTER_ENTRIES, 0);
 /// Processes userspace already heard of, so each new one is announced once.
@@ -125,21 +124,6 @@ fn frame_pointer_stack(ctx: &PerfEventContext) -> Option<&'static UserStack> {
     Some(scratch)
 }
 
-/// FNV-1a over whole frames: cheap, and 64 bits make collisions negligible.
-pub const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
-const HASH_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-#[inline(always)]
-pub fn hash_step(hash: u64, ip: u64) -> u64 {
-    (hash ^ ip).wrapping_mul(HASH_PRIME)
-}
-
-/// The key a stack of `len` frames is stored under (never 0).
-#[inline(always)]
-pub fn hash_finish(hash: u64, len: u64) -> u64 {
-    hash_step(hash, len) | 1
-}
-
 /// The hash of the frame-pointer stack in `CpuScratch::stack`. A `bpf_loop` over its
 /// frames: an unrolled loop with an exit per depth made the verifier check everything
 /// after it once per depth.
@@ -209,7 +193,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     }
     // The low two bits of CS are the privilege level the CPU was interrupted in.
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
-    let control = ACTIVE_BUFFER.get(control::WORD).copied().unwrap_or(0);
+    let control = crate::control::word();
     let buffer = control & control::BUFFER;
 
     // Everything that does not depend on the buffer comes first: the verifier checks code
@@ -218,6 +202,11 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         crate::golabels::current_labels(tgid, buffer, count_dynamic)
     } else {
         0
+    };
+    let (python_stack, python_flags) = if control & control::PY_PROCESSES != 0 {
+        crate::python::current_stack(tgid, count_dynamic)
+    } else {
+        (0, 0)
     };
     // Processes with unwind tables: the DWARF unwinder; the others: frame pointers. Both
     // leave the stack in `CpuScratch::stack`.
@@ -229,6 +218,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
         flags: 0,
         stacks_full: Stat::UserStacksFull,
         go_labels,
+        python_stack,
     };
     match crate::unwinder::unwind_user(ctx, tgid, user_mode, count, count_dynamic) {
         Some(Ok((flags, hash))) => {
@@ -247,6 +237,7 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
             }),
         },
     }
+    sample.flags |= python_flags;
     if buffer == 0 {
         record(ctx, &sample, &COUNTS_0, &STACKS_0);
     } else {
@@ -267,6 +258,8 @@ struct Sample {
     /// What to count if the user stack map is full.
     stacks_full: Stat,
     go_labels: u64,
+    /// Key of the Python frames in `PY_STACKS`; 0: none.
+    python_stack: u64,
 }
 
 /// Stores the stacks and counts the sample in one buffer's maps.
@@ -305,6 +298,7 @@ fn record(
         flags: s.flags,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         go_labels: s.go_labels,
+        python_stack: s.python_stack,
     };
     // Userspace zeroes the keys it drains instead of deleting them, so a recurring key
     // costs one lookup. Its user stack need not stay in the LRU map: userspace keeps the

@@ -27,16 +27,20 @@ use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::generated::{self, bpf_get_current_task_btf, bpf_loop, bpf_task_pt_regs},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap},
     programs::PerfEventContext,
 };
 use profiler_common::{
-    control,
     unwind::{
         defaults, row_kind, sigframe, stack_flags, ProcUnwindInfo, UnwindRow, MAX_UNWIND_FRAMES,
         MAX_UNWIND_MAPPINGS,
     },
-    Stat, UserStack,
+    Stat,
+};
+
+use crate::scratch::{
+    cpu_scratch, CachedRow, CpuScratch, StackWindow, Walk, ROW_CACHE_ENTRIES, ROW_CACHE_GROUPS,
+    ROW_CACHE_GROUP_ENTRIES, WINDOW_BYTES, WINDOW_WORDS,
 };
 
 /// Set by the loader: 1 = unwind registered processes with their tables.
@@ -62,96 +66,8 @@ const COMPLETE: u32 = 1;
 /// Otherwise `result` is STOPPED + the Stat that explains the stop.
 const STOPPED: u32 = 0x100;
 
-/// The walk's registers and progress. It lives in per-CPU map memory, not on the
-/// sampler's stack: the verifier treats values read from a map as unknown, so the
-/// callback's entry state is the same on every iteration and it is verified a couple of
-/// times, instead of once per combination of the constants that steps store (stop
-/// reasons, the exact-pc flag), which made it the bulk of the program's verification.
-#[repr(C)]
-struct Walk {
-    ip: u64,
-    sp: u64,
-    bp: u64,
-    /// FNV-1a over the frames pushed so far (see `sampler::stack_hash`).
-    hash: u64,
-    slot: u32,
-    /// The process's `ProcUnwindInfo::generation`.
-    generation: u32,
-    len: u32,
-    /// 1 while `ip` is an exact pc (leaf frame, frame interrupted by a signal), not a
-    /// return address.
-    exact: u32,
-    result: u32,
-    _pad: u32,
-}
-
-/// Bytes of user stack copied per `bpf_probe_read_user`.
-const WINDOW_BYTES: u64 = 512;
-const WINDOW_WORDS: usize = WINDOW_BYTES as usize / 8;
-
-/// A copy of the stretch of user stack the walk is reading. Each `bpf_probe_read_user`
-/// has a fixed cost far above that of copying a few hundred bytes, and a walk reads
-/// upwards through adjacent frames: one copy serves several frames.
-#[repr(C)]
-struct StackWindow {
-    /// User address of `words[0]`.
-    base: u64,
-    /// Bytes of `words` copied; 0 = empty.
-    len: u64,
-    words: [u64; WINDOW_WORDS],
-}
-
-/// A row found for a pc of a process, like a TLB entry: a hot frame then costs one cache
-/// line instead of the two binary searches (a dozen or more cold cache lines per frame).
-/// 16 bytes: the row without its pc, which `pc` makes redundant.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CachedRow {
-    pc: u64,
-    /// `ProcUnwindInfo::generation` when the row was found; 0 = empty.
-    generation: u32,
-    cfa_offset: u16,
-    kind: u8,
-    rbp_offset: i8,
-}
-
-/// Direct-mapped, per CPU, in [`ROW_CACHE_GROUPS`] page-sized groups: a process's rows
-/// go to one group (chosen by its generation), so that the frames of a walk share a
-/// page or two instead of touching one page each.
-const ROW_CACHE_ENTRIES: u32 = 1024;
-const ROW_CACHE_GROUP_ENTRIES: u32 = 4096 / core::mem::size_of::<CachedRow>() as u32;
-const ROW_CACHE_GROUPS: u32 = ROW_CACHE_ENTRIES / ROW_CACHE_GROUP_ENTRIES;
 /// A `kind` for cached pcs of mappings without a table (unwound by frame pointer).
 const KIND_FRAME_POINTER: u8 = 0xfe;
-
-/// Everything a sample writes besides the maps it stores into: the user stack being
-/// taken (by frame pointers or by the walk) and the walk's state, in one per-CPU value
-/// (~18 KiB, under the 32 KiB a per-CPU value may have), the small parts first. One
-/// value, not one map each: each is a separate allocation, so one more page per sample.
-#[repr(C)]
-pub struct CpuScratch {
-    walk: Walk,
-    /// The process this CPU unwound last, its slot and generation: the next sample of
-    /// it then reads neither `UNWIND_PROCS` nor `UNWIND_MAPPINGS` unless a row is
-    /// missing from the cache. Trusted while the unwind epoch is `last_epoch`.
-    last_tgid: u32,
-    last_slot: u32,
-    last_generation: u32,
-    last_epoch: u32,
-    window: StackWindow,
-    /// The user stack of the current sample, whichever way it was taken.
-    pub stack: UserStack,
-    rows: [CachedRow; ROW_CACHE_ENTRIES as usize],
-}
-
-#[map]
-static CPU_SCRATCH: PerCpuArray<CpuScratch> = PerCpuArray::with_max_entries(1, 0);
-
-/// This CPU's scratch value.
-#[inline(always)]
-pub fn cpu_scratch() -> Option<*mut CpuScratch> {
-    CPU_SCRATCH.get_ptr_mut(0)
-}
 
 /// The word at `addr`, through the window.
 #[inline(always)]
@@ -247,7 +163,7 @@ extern "C" fn step(index: u64, _ctx: *mut c_void) -> i64 {
     }
     unsafe { *cpu.stack.ips.as_mut_ptr().add(index as usize) = walk.ip };
     walk.len = index as u32 + 1;
-    walk.hash = crate::sampler::hash_step(walk.hash, walk.ip);
+    walk.hash = crate::hash::hash_step(walk.hash, walk.ip);
 
     let pc = if walk.exact != 0 {
         walk.ip
@@ -533,7 +449,7 @@ pub fn unwind_user(
         ip,
         sp,
         bp,
-        hash: crate::sampler::HASH_SEED,
+        hash: crate::hash::HASH_SEED,
         slot,
         generation,
         len: 0,
@@ -561,7 +477,7 @@ pub fn unwind_user(
     }
     let len = walk.len as u64;
     cpu.stack.len = len;
-    Some(Ok((flags, crate::sampler::hash_finish(walk.hash, len))))
+    Some(Ok((flags, crate::hash::hash_finish(walk.hash, len))))
 }
 
 /// The `UNWIND_MAPPINGS` slot of `tgid` and its generation, or None if it has no unwind
@@ -570,10 +486,7 @@ pub fn unwind_user(
 fn process_slot(cpu: &mut CpuScratch, tgid: u32) -> Option<(u32, u32)> {
     // Read before the entry: userspace writes the entry, then the epoch, so an epoch that
     // changes between the two reads only makes the next sample read them again.
-    let epoch = crate::sampler::ACTIVE_BUFFER
-        .get(control::UNWIND_EPOCH)
-        .copied()
-        .unwrap_or(0);
+    let epoch = crate::control::unwind_epoch();
     if cpu.last_tgid == tgid && tgid != 0 && cpu.last_epoch == epoch {
         return Some((cpu.last_slot, cpu.last_generation));
     }

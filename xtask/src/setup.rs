@@ -52,6 +52,11 @@ const DEBIAN_PACKAGES: &[(&str, Probe, &str)] = &[
         "installs the web UI's packages",
     ),
     (
+        "python3.11-dev",
+        Probe::Package,
+        "the Python layout tests compile against its headers",
+    ),
+    (
         "chromium",
         Probe::Command("chromium"),
         "UI end-to-end tests and screenshots",

@@ -20,6 +20,8 @@ const UNWIND_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 const MAX_UNWIND_PENDING: usize = 4096;
 /// Binaries kept parsed by blazesym between drains (their DWARF can be tens of MB each).
 const PARSED_BINARIES: usize = 16;
+/// How often the frames of new Python stacks are named between drains.
+const PYTHON_NAMING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 /// When a newly captured process's mappings are read again (see `poll_events`).
 const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -43,6 +45,8 @@ pub struct Collector {
     unwind_queued: std::collections::HashSet<u32>,
     /// Newly captured processes and when to read their mappings again, oldest first.
     recheck: std::collections::VecDeque<(std::time::Instant, u32)>,
+    /// When the frames of new Python stacks were last named (see `name_python_frames`).
+    python_named_at: std::time::Instant,
 }
 
 impl Collector {
@@ -62,7 +66,7 @@ impl Collector {
             unwind = Some(loader);
         })?;
         release_free_heap();
-        Ok(Self {
+        let mut collector = Self {
             sampler,
             procs,
             symbolizer: Symbolizer::new(SYMBOL_CACHE_ENTRIES),
@@ -73,7 +77,13 @@ impl Collector {
             unwind_pending: Default::default(),
             unwind_queued: Default::default(),
             recheck: Default::default(),
-        })
+            python_named_at: std::time::Instant::now(),
+        };
+        // Processes named up front: their Python frames from the first sample on.
+        for &pid in &config.pids {
+            collector.watch_python(pid);
+        }
+        Ok(collector)
     }
 
     /// Gives the unwind loader the mappings of every process (re)captured since the
@@ -134,6 +144,7 @@ impl Collector {
             match e.kind {
                 proc_event::FIRST_SAMPLE if self.procs.capture(e.tgid) => {
                     self.watch_go_labels(e.tgid);
+                    self.watch_python(e.tgid);
                     self.recheck
                         .push_back((std::time::Instant::now() + RECHECK_AFTER, e.tgid));
                 }
@@ -144,16 +155,20 @@ impl Collector {
                         unwind.remove_process(e.tgid);
                     }
                     self.sampler.remove_go_process(e.tgid);
+                    self.sampler.remove_py_process(e.tgid);
+                    self.symbolizer.python.forget(e.tgid);
                 }
                 proc_event::EXIT => {
                     self.procs.mark_exited(e.tgid);
                     self.sampler.process_ended(e.tgid);
                     self.sampler.remove_go_process(e.tgid);
+                    self.sampler.remove_py_process(e.tgid);
                     self.exited.push(e.tgid);
                 }
                 _ => {}
             }
         }
+        self.name_python_frames();
         // A first sample can land while the dynamic loader is still mapping libraries
         // (right after exec): look again once it is done, or the process's libraries
         // would stay unknown to the unwinder and, should it exit, to the symbolizer.
@@ -165,6 +180,8 @@ impl Collector {
             self.recheck.pop_front();
             if self.procs.get(pid).is_some_and(|p| !p.exited) && self.procs.mappings_changed(pid) {
                 self.procs.capture(pid);
+                // An interpreter that links libpython maps it after the first sample.
+                self.watch_python(pid);
             }
         }
         &self.events
@@ -211,6 +228,50 @@ impl Collector {
         }
     }
 
+    /// Names the frames of the Python stacks sampled since the last call, at most every
+    /// [`PYTHON_NAMING_INTERVAL`]: code objects are read from a process's memory, which is
+    /// gone once it exits, possibly before the next drain.
+    fn name_python_frames(&mut self) {
+        if !self.symbolizer.python.any_registered()
+            || self.python_named_at.elapsed() < PYTHON_NAMING_INTERVAL
+        {
+            return;
+        }
+        self.python_named_at = std::time::Instant::now();
+        for (pid, frames) in self.sampler.new_python_stacks() {
+            for f in frames.iter() {
+                let _ = self.symbolizer.python.name(pid, f);
+            }
+        }
+    }
+
+    /// If `pid` runs CPython, tells the kernel side to read its threads' Python frames (or,
+    /// for a version Kiln has no layout for, to count its samples as unsupported).
+    fn watch_python(&mut self, pid: u32) {
+        if !self.sampler.thread_pointer_known || self.symbolizer.python.is_registered(pid) {
+            return;
+        }
+        match crate::runtimes::python::detect(pid) {
+            Ok(Some(detected)) => {
+                let (major, minor) = detected.version;
+                match detected.layout {
+                    Some(layout) => {
+                        log::debug!("pid {pid}: Python {major}.{minor}, reading its frames");
+                        self.symbolizer.python.register(pid, layout);
+                    }
+                    None => log::info!(
+                        "pid {pid}: Python {major}.{minor} has no known layout; its Python frames are not read"
+                    ),
+                }
+                if let Err(e) = self.sampler.set_py_process(pid, detected.process) {
+                    log::warn!("pid {pid}: {e:#}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::info!("pid {pid}: {e}"),
+        }
+    }
+
     /// Moves everything sampled so far into `agg`.
     pub fn collect_into(&mut self, agg: &mut Aggregate) -> anyhow::Result<()> {
         self.collect_into_where(agg, |_| true).map(|_| ())
@@ -243,6 +304,9 @@ impl Collector {
                 unwind.remove_process(pid);
             }
         }
+        for &pid in &exited {
+            self.symbolizer.python.forget(pid);
+        }
         for (id, _) in self.procs.evict_exited(&exited) {
             self.symbolizer.forget(id);
             if let Some(unwind) = &mut self.unwind {
@@ -269,8 +333,15 @@ impl Collector {
         self.sampler.stop()
     }
 
+    /// The kernel's counters plus the losses counted while symbolizing (Python frames
+    /// that could not be named or placed).
     pub fn sampler_stats(&self) -> anyhow::Result<SamplerStats> {
-        self.sampler.stats()
+        let mut stats = self.sampler.stats()?;
+        stats.0[profiler_common::Stat::PythonCodeUnreadable as usize] +=
+            self.symbolizer.python.unreadable;
+        stats.0[profiler_common::Stat::PythonMergeMismatch as usize] +=
+            self.symbolizer.python.mismatched;
+        Ok(stats)
     }
 
     /// Go detection results cached, and dropped because the cache was full.

@@ -142,6 +142,7 @@ mod tests {
             flags: 0,
             comm: [0; 16],
             go_labels: 0,
+            python_stack: 0,
         }
     }
 

@@ -16,8 +16,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    control, defaults, names, GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat,
-    UserStack, STAT_COUNT,
+    control, defaults, names,
+    python::{PyFrame, PyProcess, PyStack},
+    GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat, UserStack, STAT_COUNT,
 };
 
 use super::retention::{KeyFate, KeyRetention};
@@ -102,7 +103,12 @@ pub struct RawSample {
     pub kernel: Vec<u64>,
     /// Goroutine labels (Go programs inside `pprof.Do`).
     pub go_labels: Option<GoLabelSet>,
+    /// Python frames of the thread, innermost first (CPython processes).
+    pub python: Option<PythonFrames>,
 }
+
+/// The Python frames of a sample as the kernel read them, innermost first.
+pub type PythonFrames = std::sync::Arc<[PyFrame]>;
 
 /// Totals of the kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -151,7 +157,19 @@ pub struct Sampler {
     go_label_sets: [HashMap<MapData, GoLabelSetKey, GoLabels>; 2],
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
     pub go_labels_supported: bool,
+    /// Whether threads' thread pointers can be read (BTF gave fsbase's offset), which
+    /// finding Python thread states needs.
+    pub thread_pointer_known: bool,
     user_stacks: HashMap<MapData, u64, UserStack>,
+    py_procs: HashMap<MapData, u32, PyProcess>,
+    py_stacks: HashMap<MapData, u64, PyStack>,
+    /// Like `stack_cache`, for the Python stacks of kept keys.
+    py_stack_cache: std::collections::HashMap<u64, PythonFrames>,
+    /// Drained samples whose Python stack the LRU map had evicted (counted as
+    /// `Stat::PythonStacksFull`).
+    py_stacks_evicted: u64,
+    /// Python stacks already handed out by [`Sampler::new_python_stacks`].
+    py_stacks_seen: HashSet<u64>,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
     /// The user stacks of the keys the buffers keep, by hash. The kernel stores a stack
@@ -178,14 +196,13 @@ impl Sampler {
 
         let filter_pids: u8 = u8::from(!config.pids.is_empty());
         let include_idle: u8 = u8::from(config.include_idle);
-        let fsbase_offset: u64 = if config.go_labels {
-            crate::runtimes::golang::fsbase_offset().unwrap_or_else(|| {
-                log::warn!("no BTF for task_struct.thread.fsbase: Go labels will not be read");
-                0
-            })
-        } else {
+        // Go labels and Python thread states are both found through the thread pointer.
+        let fsbase_offset: u64 = crate::runtimes::golang::fsbase_offset().unwrap_or_else(|| {
+            log::warn!(
+                "no BTF for task_struct.thread.fsbase: Go labels and Python frames will not be read"
+            );
             0
-        };
+        });
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_FILTER_PIDS, &filter_pids, true)
@@ -241,6 +258,8 @@ impl Sampler {
             None
         };
         let go_procs = HashMap::try_from(take(&mut ebpf, names::GO_PROCS)?)?;
+        let py_procs = HashMap::try_from(take(&mut ebpf, names::PY_PROCS)?)?;
+        let py_stacks = HashMap::try_from(take(&mut ebpf, names::PY_STACKS)?)?;
         let go_label_sets = [
             HashMap::try_from(take(&mut ebpf, names::GO_LABEL_SETS[0])?)?,
             HashMap::try_from(take(&mut ebpf, names::GO_LABEL_SETS[1])?)?,
@@ -293,8 +312,14 @@ impl Sampler {
             stats,
             go_procs,
             go_label_sets,
-            go_labels_supported: fsbase_offset != 0,
+            go_labels_supported: config.go_labels && fsbase_offset != 0,
+            thread_pointer_known: fsbase_offset != 0,
             user_stacks,
+            py_procs,
+            py_stacks,
+            py_stack_cache: Default::default(),
+            py_stacks_evicted: 0,
+            py_stacks_seen: HashSet::new(),
             user_stacks_evicted: 0,
             stack_cache: Default::default(),
             retention: KeyRetention::new(config.counts_entries, config.stack_entries),
@@ -337,6 +362,45 @@ impl Sampler {
         let _ = self.go_procs.remove(&tgid);
     }
 
+    /// Starts reading the Python frames of process `tgid` (or counting its samples as
+    /// unsupported, when `process.supported` is 0).
+    pub fn set_py_process(&mut self, tgid: u32, process: PyProcess) -> anyhow::Result<()> {
+        self.py_procs
+            .insert(tgid, process, 0)
+            .context("the Python process map is full")?;
+        if self.active & control::PY_PROCESSES == 0 {
+            self.active |= control::PY_PROCESSES;
+            self.active_buffer
+                .set(control::WORD, self.active, 0)
+                .context("enabling Python frame reading failed")?;
+        }
+        Ok(())
+    }
+
+    /// Python stacks the kernel stored since the last call, with their process: naming
+    /// their frames while the process lives keeps them nameable after it exits.
+    pub fn new_python_stacks(&mut self) -> Vec<(u32, PythonFrames)> {
+        if self.py_stacks_seen.len() > 2 * defaults::PY_STACKS_ENTRIES as usize {
+            self.py_stacks_seen.clear();
+        }
+        let keys: Vec<u64> = self.py_stacks.keys().filter_map(Result::ok).collect();
+        let mut out = Vec::new();
+        for key in keys {
+            if self.py_stack_cache.contains_key(&key) || !self.py_stacks_seen.insert(key) {
+                continue;
+            }
+            if let Ok(st) = self.py_stacks.get(&key, 0) {
+                let len = (st.len as usize).min(st.frames.len());
+                out.push((st.tgid, st.frames[..len].into()));
+            }
+        }
+        out
+    }
+
+    pub fn remove_py_process(&mut self, tgid: u32) {
+        let _ = self.py_procs.remove(&tgid);
+    }
+
     /// Tells the next drain of each buffer that `tgid` exited or exec'd: its keys are then
     /// deleted rather than kept for its next samples.
     pub fn process_ended(&mut self, tgid: u32) {
@@ -363,7 +427,10 @@ impl Sampler {
         let stack_ids: Vec<u32> = stacks.stack_ids().filter_map(Result::ok).collect();
         let user_stacks = &self.user_stacks;
         let stack_cache = &mut self.stack_cache;
+        let py_stacks = &self.py_stacks;
+        let py_stack_cache = &mut self.py_stack_cache;
         let mut evicted = 0;
+        let mut py_evicted = 0;
         let keys: Vec<SampleKey> = counts.keys().filter_map(Result::ok).collect();
         log::trace!("draining {} keys from buffer {old}", keys.len());
         let mut retention = self.retention.drain(old, keys.len(), stack_ids.len());
@@ -391,6 +458,25 @@ impl Sampler {
                         // the stack again.
                         stack_lost = true;
                         Vec::new()
+                    }
+                }
+            };
+            let python = if key.python_stack == 0 || count == 0 {
+                None
+            } else if let Some(cached) = py_stack_cache.get(&key.python_stack) {
+                Some(cached.clone())
+            } else {
+                match py_stacks.get(&key.python_stack, 0) {
+                    Ok(st) => {
+                        let frames: PythonFrames =
+                            st.frames[..(st.len as usize).min(st.frames.len())].into();
+                        py_stack_cache.insert(key.python_stack, frames.clone());
+                        Some(frames)
+                    }
+                    Err(_) => {
+                        py_evicted += count;
+                        stack_lost = true;
+                        None
                     }
                 }
             };
@@ -432,6 +518,7 @@ impl Sampler {
                 user,
                 kernel,
                 go_labels,
+                python,
             });
         }
         if clear_kernel_stacks {
@@ -442,7 +529,10 @@ impl Sampler {
         // The LRU map evicts stacks by itself; the cache drops those no kept key names.
         let named: HashSet<u64> = self.retention.kept_keys().map(|k| k.user_stack).collect();
         self.stack_cache.retain(|hash, _| named.contains(hash));
+        let named: HashSet<u64> = self.retention.kept_keys().map(|k| k.python_stack).collect();
+        self.py_stack_cache.retain(|hash, _| named.contains(hash));
         self.user_stacks_evicted += evicted;
+        self.py_stacks_evicted += py_evicted;
         log::trace!("drained {} samples", samples.len());
         Ok(samples)
     }
@@ -484,6 +574,7 @@ impl Sampler {
             }
         }
         totals.0[Stat::UserStackEvicted as usize] += self.user_stacks_evicted;
+        totals.0[Stat::PythonStacksFull as usize] += self.py_stacks_evicted;
         Ok(totals)
     }
 }

@@ -130,6 +130,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         .tuning()
         .config(args.frequency, args.pids.clone());
     let mut collector = Collector::start(&config)?;
+    log::debug!("sampling started");
     let started_at = SystemTime::now();
     let start = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);

@@ -66,6 +66,8 @@ pub struct Symbolizer {
     hits: u64,
     misses: u64,
     evicted: u64,
+    /// Names of Python frames (code objects of registered CPython processes).
+    pub python: crate::runtimes::python::code::CodeNames,
 }
 
 impl Symbolizer {
@@ -88,6 +90,7 @@ impl Symbolizer {
             hits: 0,
             misses: 0,
             evicted: 0,
+            python: Default::default(),
         }
     }
 

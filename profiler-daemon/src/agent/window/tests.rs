@@ -110,11 +110,13 @@ fn sample(pid: u32, comm: &str, count: u64) -> RawSample {
             flags: 0,
             comm: name,
             go_labels: 0,
+            python_stack: 0,
         },
         count,
         user: Vec::new(),
         kernel: Vec::new(),
         go_labels: None,
+        python: None,
     }
 }
 

@@ -1,0 +1,205 @@
+//! Names of the Python frames the kernel read: each code object's qualname, file, first
+//! line and location table, read from the process's memory once and cached.
+//!
+//! Code objects are freed and their memory reused, so the cache is keyed by (pid, code
+//! address, tag), where the tag is the hash the kernel computed from the code object's
+//! fields at sample time; a code object read here whose fields no longer hash to the tag
+//! is not the one sampled, and its frame is not named (counted, never guessed).
+
+use std::{collections::HashMap, fs::File, os::unix::fs::FileExt as _, sync::Arc};
+
+use profiler_common::python::{
+    py_code_tag, PyFrame, PY_CODE_TAG_BYTES, PY_FRAME_ENTRY, PY_INSTR_UNKNOWN,
+};
+
+use super::{linetable, Layout};
+
+/// Longest name or file name read.
+const MAX_STRING: u64 = 1024;
+/// Longest location table read (bytes; a 10k-line function needs a few KiB).
+const MAX_LINETABLE: u64 = 64 * 1024;
+/// Code objects cached before the cache is cleared (a few hundred bytes each).
+const MAX_CACHED: usize = 100_000;
+
+/// What a code object tells about its frames.
+#[derive(Debug)]
+pub struct CodeInfo {
+    pub qualname: Arc<str>,
+    pub filename: Arc<str>,
+    pub first_line: i32,
+    linetable: Box<[u8]>,
+}
+
+/// One named Python frame.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PyFrameName {
+    pub qualname: Arc<str>,
+    pub filename: Arc<str>,
+    pub line: u32,
+}
+
+struct Process {
+    layout: Layout,
+    mem: Option<File>,
+}
+
+#[derive(Default)]
+pub struct CodeNames {
+    processes: HashMap<u32, Process>,
+    cache: HashMap<(u32, u64, u32), Option<Arc<CodeInfo>>>,
+    /// Samples whose Python frames could not all be named (a code object unreadable or
+    /// not the one sampled): they keep their native stack.
+    pub unreadable: u64,
+    /// Samples whose Python frames did not fit their native stack's interpreter
+    /// activations: they keep their native stack.
+    pub mismatched: u64,
+}
+
+impl CodeNames {
+    /// Names frames of `pid` with `layout` from now on.
+    pub fn register(&mut self, pid: u32, layout: Layout) {
+        let mem = File::open(format!("/proc/{pid}/mem")).ok();
+        self.processes.insert(pid, Process { layout, mem });
+        self.cache.retain(|(p, _, _), _| *p != pid);
+    }
+
+    pub fn any_registered(&self) -> bool {
+        !self.processes.is_empty()
+    }
+
+    pub fn is_registered(&self, pid: u32) -> bool {
+        self.processes.contains_key(&pid)
+    }
+
+    /// Forgets a process that exited or exec'd.
+    pub fn forget(&mut self, pid: u32) {
+        if self.processes.remove(&pid).is_some() {
+            self.cache.retain(|(p, _, _), _| *p != pid);
+        }
+    }
+
+    /// The name of one frame of `pid`, or None.
+    pub fn name(&mut self, pid: u32, frame: &PyFrame) -> Option<PyFrameName> {
+        let key = (pid, frame.code, frame.tag);
+        let info = match self.cache.get(&key) {
+            Some(info) => info.clone(),
+            None => {
+                let process = self.processes.get(&pid)?;
+                let info = process
+                    .mem
+                    .as_ref()
+                    .and_then(|mem| read_code(mem, &process.layout, frame.code, frame.tag))
+                    .map(Arc::new);
+                if self.cache.len() >= MAX_CACHED {
+                    self.cache.clear();
+                }
+                self.cache.insert(key, info.clone());
+                info
+            }
+        };
+        let info = info?;
+        let layout = self.processes.get(&pid)?.layout;
+        let instr = frame.instr & !PY_FRAME_ENTRY;
+        let scale = layout.frame_lasti.map_or(1, |(_, scale)| scale);
+        let line = (instr != PY_INSTR_UNKNOWN && instr >= layout.code_bytecode)
+            .then(|| {
+                let offset = (instr - layout.code_bytecode).checked_mul(scale)?;
+                linetable::line(layout.lines, &info.linetable, info.first_line, offset)
+            })
+            .flatten()
+            .unwrap_or(info.first_line.max(0) as u32);
+        Some(PyFrameName {
+            qualname: info.qualname.clone(),
+            filename: info.filename.clone(),
+            line,
+        })
+    }
+}
+
+fn read_bytes(mem: &File, addr: u64, len: u64) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    mem.read_exact_at(&mut buf, addr).ok()?;
+    Some(buf)
+}
+
+fn word(buf: &[u8], off: u32) -> Option<u64> {
+    let off = off as usize;
+    Some(u64::from_le_bytes(buf.get(off..off + 8)?.try_into().ok()?))
+}
+
+fn read_code(mem: &File, layout: &Layout, code: u64, tag: u32) -> Option<CodeInfo> {
+    // Up to the bytecode (3.11+), and at least past every field read.
+    let header_len = [
+        layout.code_bytecode,
+        layout.code_tag_offset + PY_CODE_TAG_BYTES as u32,
+        layout.code_linetable + 8,
+        layout.code_first_line + 8,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    let header = read_bytes(mem, code, u64::from(header_len))?;
+    let tag_start = layout.code_tag_offset as usize;
+    let tagged = header.get(tag_start..tag_start + PY_CODE_TAG_BYTES)?;
+    let mut words = [0u64; PY_CODE_TAG_BYTES / 8];
+    for (w, chunk) in words.iter_mut().zip(tagged.chunks_exact(8)) {
+        *w = u64::from_le_bytes(chunk.try_into().ok()?);
+    }
+    if py_code_tag(&words) != tag {
+        // Freed and reused since the sample: not the code object the frame ran.
+        return None;
+    }
+    let first_line = word(&header, layout.code_first_line)? as u32 as i32;
+    let qualname = read_unicode(mem, layout, word(&header, layout.code_qualname)?)?;
+    let filename = read_unicode(mem, layout, word(&header, layout.code_filename)?)?;
+    let linetable =
+        read_bytes_object(mem, layout, word(&header, layout.code_linetable)?).unwrap_or_default();
+    Some(CodeInfo {
+        qualname: qualname.into(),
+        filename: filename.into(),
+        first_line,
+        linetable: linetable.into(),
+    })
+}
+
+/// A compact `str` object's text (names and file names always are compact).
+fn read_unicode(mem: &File, layout: &Layout, addr: u64) -> Option<String> {
+    let header = read_bytes(mem, addr, u64::from(layout.unicode_state) + 8)?;
+    let len = word(&header, layout.var_size)?;
+    let state = word(&header, layout.unicode_state)? as u32;
+    let kind = (state >> 2) & 7;
+    let compact = (state >> 5) & 1 == 1;
+    let ascii = (state >> 6) & 1 == 1;
+    if !compact || len > MAX_STRING {
+        return None;
+    }
+    if ascii {
+        let data = read_bytes(mem, addr + u64::from(layout.unicode_ascii_data), len)?;
+        return String::from_utf8(data).ok();
+    }
+    let width = match kind {
+        1 | 2 | 4 => u64::from(kind),
+        _ => return None,
+    };
+    let data = read_bytes(
+        mem,
+        addr + u64::from(layout.unicode_compact_data),
+        len * width,
+    )?;
+    let chars = data.chunks_exact(width as usize).map(|c| {
+        let mut v = [0u8; 4];
+        v[..c.len()].copy_from_slice(c);
+        char::from_u32(u32::from_le_bytes(v)).unwrap_or(char::REPLACEMENT_CHARACTER)
+    });
+    Some(chars.collect())
+}
+
+/// A `bytes` object's contents.
+fn read_bytes_object(mem: &File, layout: &Layout, addr: u64) -> Option<Vec<u8>> {
+    let header = read_bytes(mem, addr, u64::from(layout.var_size) + 8)?;
+    let len = word(&header, layout.var_size)?;
+    if len > MAX_LINETABLE {
+        return None;
+    }
+    read_bytes(mem, addr + u64::from(layout.bytes_data), len)
+}
