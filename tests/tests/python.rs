@@ -18,14 +18,6 @@ use kiln_tests::*;
 
 const PYTHON: &str = "/usr/bin/python3.11";
 
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIP: needs root");
-        return true;
-    }
-    false
-}
-
 fn workload_path() -> PathBuf {
     workspace_root().join("tests/workloads/py_shares.py")
 }
@@ -96,8 +88,12 @@ fn py_spy() -> Option<PathBuf> {
             .arg("py-spy==0.4.3")
             .status()
             .is_ok_and(|s| s.success());
-        if !ok || !exe.is_file() {
-            eprintln!("SKIP py-spy comparison: `pip install py-spy` failed");
+        let installed = ok && exe.is_file();
+        if skip_unless(
+            installed,
+            "py-spy comparison",
+            "`pip install py-spy` failed",
+        ) {
             return None;
         }
     }
@@ -263,7 +259,7 @@ fn assert_complete_chains(stacks: &[Stack], keep: impl Fn(&Stack) -> bool) {
 
 #[test]
 fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let w = PyWorkload::start(PYTHON, "pure");
@@ -357,7 +353,7 @@ fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
 
 #[test]
 fn native_frames_of_a_c_extension_sit_under_their_python_caller() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let w = PyWorkload::start(PYTHON, "hashlib");
@@ -397,7 +393,7 @@ fn native_frames_of_a_c_extension_sit_under_their_python_caller() {
 
 #[test]
 fn each_thread_has_its_own_python_stack() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let w = PyWorkload::start(PYTHON, "threads");
@@ -439,7 +435,7 @@ fn each_thread_has_its_own_python_stack() {
 
 #[test]
 fn deep_recursion_keeps_every_frame() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let w = PyWorkload::start(PYTHON, "deep");
@@ -466,12 +462,12 @@ fn deep_recursion_keeps_every_frame() {
 /// counted in the recording's summary.
 #[test]
 fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let python = "/root/.pyenv/versions/3.8.18/bin/python3.8";
-    if !Path::new(python).exists() {
-        eprintln!("SKIP: {python} is not installed (pyenv)");
+    let missing = format!("{python} is not installed (pyenv)");
+    if skip_unless(Path::new(python).exists(), python, &missing) {
         return;
     }
     let w = PyWorkload::start(python, "pure");
@@ -508,7 +504,7 @@ fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
 /// code objects are named while it lives, not only at the next drain.
 #[test]
 fn a_process_that_exits_mid_recording_keeps_its_python_frames() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let mut w = PyWorkload::start_with(PYTHON, &["pure", "7"]);
@@ -584,11 +580,11 @@ fn python_3_9_and_3_10_frames_replace_the_interpreter_loop_with_true_shares() {
 
 /// The pure workload on another interpreter; `dive` is how it names `Walrus.dive`.
 fn check_pyenv_python(python: &str, dive: &str) {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
-    if !Path::new(python).exists() {
-        eprintln!("SKIP: {python} is not installed (pyenv)");
+    let missing = format!("{python} is not installed (pyenv)");
+    if skip_unless(Path::new(python).exists(), python, &missing) {
         return;
     }
     let w = PyWorkload::start(python, "pure");
@@ -625,7 +621,7 @@ fn check_pyenv_python(python: &str, dive: &str) {
 /// found, read and named through `/proc/<pid>/map_files` and `/proc/<pid>/mem`.
 #[test]
 fn a_python_in_another_mount_namespace() {
-    if skip_unless_root() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("kiln-py-ns-{:x}", kiln_testkit::random_u64()));

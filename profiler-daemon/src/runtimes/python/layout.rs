@@ -398,8 +398,8 @@ int main(void) {
             ("/root/.pyenv/versions/3.9.18/bin/python3.9", (3, 9)),
             ("/root/.pyenv/versions/3.10.13/bin/python3.10", (3, 10)),
         ] {
-            if !std::path::Path::new(python).exists() {
-                eprintln!("SKIP: {python} is not installed (pyenv)");
+            let missing = format!("{python} is not installed (pyenv)");
+            if kiln_testkit::skip_unless(std::path::Path::new(python).exists(), python, &missing) {
                 continue;
             }
             check_against_headers(python, layout(version).unwrap());
@@ -410,8 +410,8 @@ int main(void) {
     fn python_3_12_layout_matches_its_headers() {
         // Debian 12 ships no 3.12: pyenv's build, where installed.
         let pyenv = "/root/.pyenv/versions/3.12.1/bin/python3.12";
-        if !std::path::Path::new(pyenv).exists() {
-            eprintln!("SKIP: {pyenv} is not installed");
+        let missing = format!("{pyenv} is not installed (pyenv)");
+        if kiln_testkit::skip_unless(std::path::Path::new(pyenv).exists(), pyenv, &missing) {
             return;
         }
         check_against_headers(pyenv, layout((3, 12)).unwrap());
@@ -424,8 +424,8 @@ int main(void) {
         use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
         let root = "/root/.pyenv/versions/3.13.0";
         let lib = format!("{root}/lib/libpython3.13.so.1.0");
-        if !std::path::Path::new(&lib).exists() {
-            eprintln!("SKIP: {lib} is not installed (pyenv)");
+        let missing = format!("{lib} is not installed (pyenv)");
+        if kiln_testkit::skip_unless(std::path::Path::new(&lib).exists(), &lib, &missing) {
             return;
         }
         let data = std::fs::read(&lib).unwrap();

@@ -237,10 +237,9 @@ for c in walk(code):
                 LineFormat::Locations,
             ),
         ] {
-            if std::path::Path::new(python).exists() {
+            let missing = format!("{python} is not installed (pyenv)");
+            if !kiln_testkit::skip_unless(std::path::Path::new(python).exists(), python, &missing) {
                 check_lines(python, format);
-            } else {
-                eprintln!("SKIP: {python} is not installed (pyenv)");
             }
         }
     }
