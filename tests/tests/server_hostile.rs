@@ -44,6 +44,15 @@ fn sample_flood(bytes: usize) -> Vec<u8> {
     out
 }
 
+/// Gzip at the best ratio: the default level of some deflate backends (zlib-rs, which a
+/// full workspace build selects) leaves the bomb several times larger than ~100 KB.
+fn gzip_best(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).expect("write to Vec");
+    enc.finish().expect("finish to Vec")
+}
+
 fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -90,7 +99,7 @@ fn normal_push(srv: &KilnServer, service: &str) {
     let mut p = b.build();
     p.time_nanos = now_nanos();
     let body = push_request(
-        vec![kiln_proto::gzip::compress(&p.encode_to_vec())],
+        vec![gzip_best(&p.encode_to_vec())],
         service,
     );
     let a = srv
@@ -124,11 +133,11 @@ fn multipart(profile: &[u8]) -> (String, Vec<u8>) {
 
 fn hostile_bodies() -> Vec<Hostile> {
     // The measured attack: 8 profiles, each 8 MiB of samples once inflated.
-    let flood = kiln_proto::gzip::compress(&sample_flood(8 * MIB));
+    let flood = gzip_best(&sample_flood(8 * MIB));
     let push = push_request(vec![flood.clone(); 8], "hostile");
-    let big_flood = kiln_proto::gzip::compress(&sample_flood(15 * MIB));
-    let folded = kiln_proto::gzip::compress(&b"main;leaf 1\n".repeat(15 * MIB / 12));
-    let lines = kiln_proto::gzip::compress(&b"main;work\n".repeat(15 * MIB / 10));
+    let big_flood = gzip_best(&sample_flood(15 * MIB));
+    let folded = gzip_best(&b"main;leaf 1\n".repeat(15 * MIB / 12));
+    let lines = gzip_best(&b"main;work\n".repeat(15 * MIB / 10));
     let (mp_type, mp_body) = multipart(&big_flood);
     let ingest = |fmt: &str| format!("/ingest?name=hostile.cpu&format={fmt}&sampleRate=100");
     vec![
