@@ -98,10 +98,7 @@ fn normal_push(srv: &KilnServer, service: &str) {
     b.add_sample(&[l], &[30_000_000], &[]);
     let mut p = b.build();
     p.time_nanos = now_nanos();
-    let body = push_request(
-        vec![gzip_best(&p.encode_to_vec())],
-        service,
-    );
+    let body = push_request(vec![gzip_best(&p.encode_to_vec())], service);
     let a = srv
         .request(
             "POST",
