@@ -29,7 +29,7 @@ pub use kiln_testkit::{
     CgroupTree, ChildGuard, UNIFIED,
 };
 #[allow(unused_imports)]
-pub use kiln_tests::{free_port, kiln_bin, workspace_root};
+pub use kiln_tests::{free_port, kiln_bin, metric, workspace_root};
 
 /// Compiles `tests/workloads/<name>.c` with frame pointers and debug info into a private
 /// directory (so parallel tests never see a half-written file) and returns it.
@@ -185,26 +185,6 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     Some((status, body))
-}
-
-/// Sum of the samples of metric `name` whose labels include all of `want`.
-pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            (n == name
-                && want
-                    .iter()
-                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())
-            .flatten()
-        })
-        .sum()
 }
 
 /// Decodes gzip'd (or plain) pprof bytes.

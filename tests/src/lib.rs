@@ -271,3 +271,23 @@ pub fn flamebearer_totals(render: &serde_json::Value) -> (HashMap<String, u64>, 
         render["flamebearer"]["numTicks"].as_u64().unwrap_or(0),
     )
 }
+
+/// Sum of the samples of metric `name` whose labels include all of `want`.
+pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}

@@ -11,7 +11,60 @@ use std::{
     time::{Duration, Instant},
 };
 
+use kiln_proto::builder::FrameSpec;
+use kiln_proto::pprof::Profile;
+use kiln_proto::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
+use kiln_proto::ProfileBuilder;
+pub use kiln_tests::metric;
 use kiln_tests::{free_port, kiln_bin};
+use prost::Message as _;
+
+/// A CPU profile stamped now, with one sample of `nanos` in `function`.
+pub fn one_frame_profile(function: &str, nanos: i64) -> Profile {
+    let mut b = ProfileBuilder::new(
+        &[("cpu", "nanoseconds")],
+        ("cpu", "nanoseconds"),
+        10_000_000,
+    );
+    let l = b.location(
+        0,
+        0,
+        &[FrameSpec {
+            name: function,
+            filename: "",
+            line: 0,
+        }],
+    );
+    b.add_sample(&[l], &[nanos], &[]);
+    let mut p = b.build();
+    p.time_nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    p
+}
+
+/// An encoded Connect `PushRequest`: `profiles` (encoded pprof, gzip'd or not) as one
+/// `process_cpu` series of `service`.
+pub fn push_request(profiles: Vec<Vec<u8>>, service: &str) -> Vec<u8> {
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![
+                LabelPair::new("__name__", "process_cpu"),
+                LabelPair::new("service_name", service),
+            ],
+            samples: profiles
+                .into_iter()
+                .map(|raw_profile| RawSample {
+                    raw_profile,
+                    id: String::new(),
+                })
+                .collect(),
+            annotations: vec![],
+        }],
+    }
+    .encode_to_vec()
+}
 
 /// A `kiln server` child, killed on drop.
 pub struct KilnServer {
@@ -231,24 +284,4 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(i + 4 + n).min(b.len())..];
     }
     out
-}
-
-/// Sum of the samples of metric `name` whose labels include all of `want`.
-pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            (n == name
-                && want
-                    .iter()
-                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())
-            .flatten()
-        })
-        .sum()
 }

@@ -13,9 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agent_support::{build_workload, skip_unless_root, spawn_in_cgroups, token, write_file, Agent};
-use kiln_proto::builder::FrameSpec;
-use kiln_proto::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
-use kiln_proto::ProfileBuilder;
 use kiln_tests::{free_port, kiln_bin};
 use prost::Message;
 use server_support::*;
@@ -23,40 +20,11 @@ use server_support::*;
 const TOKEN: &str = "kiln-test-token-4b1d";
 
 fn push_body() -> Vec<u8> {
-    let mut b = ProfileBuilder::new(
-        &[("cpu", "nanoseconds")],
-        ("cpu", "nanoseconds"),
-        10_000_000,
-    );
-    let l = b.location(
-        0,
-        0,
-        &[FrameSpec {
-            name: "authed_work",
-            filename: "",
-            line: 0,
-        }],
-    );
-    b.add_sample(&[l], &[10_000_000], &[]);
-    let mut p = b.build();
-    p.time_nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                LabelPair::new("__name__", "process_cpu"),
-                LabelPair::new("service_name", "authed"),
-            ],
-            samples: vec![RawSample {
-                raw_profile: kiln_proto::gzip::compress(&p.encode_to_vec()),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
-    .encode_to_vec()
+    let p = one_frame_profile("authed_work", 10_000_000);
+    push_request(
+        vec![kiln_proto::gzip::compress(&p.encode_to_vec())],
+        "authed",
+    )
 }
 
 fn basic(user: &str, password: &str) -> String {

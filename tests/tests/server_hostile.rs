@@ -8,7 +8,6 @@
 mod server_support;
 
 use kiln_proto::builder::FrameSpec;
-use kiln_proto::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
 use kiln_proto::ProfileBuilder;
 use prost::Message;
 use server_support::*;
@@ -18,23 +17,8 @@ const MIB: usize = 1 << 20;
 /// A valid pprof profile (one function, one location) whose samples, 8 bytes each on the
 /// wire, fill `bytes`.
 fn sample_flood(bytes: usize) -> Vec<u8> {
-    let mut b = ProfileBuilder::new(
-        &[("cpu", "nanoseconds")],
-        ("cpu", "nanoseconds"),
-        10_000_000,
-    );
-    let l = b.location(
-        0,
-        0,
-        &[FrameSpec {
-            name: "flood",
-            filename: "",
-            line: 0,
-        }],
-    );
-    b.add_sample(&[l], &[1], &[]);
-    let mut p = b.build();
-    p.time_nanos = now_nanos();
+    let p = one_frame_profile("flood", 1);
+    let l = p.location[0].id;
     let mut out = p.encode_to_vec();
     // Sample { location_id: [l], value: [1] }, packed.
     let sample = [0x12, 0x06, 0x0a, 0x01, l as u8, 0x12, 0x01, 0x01];
@@ -53,51 +37,8 @@ fn gzip_best(bytes: &[u8]) -> Vec<u8> {
     enc.finish().expect("finish to Vec")
 }
 
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
-fn push_request(profiles: Vec<Vec<u8>>, service: &str) -> Vec<u8> {
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                LabelPair::new("__name__", "process_cpu"),
-                LabelPair::new("service_name", service),
-            ],
-            samples: profiles
-                .into_iter()
-                .map(|raw_profile| RawSample {
-                    raw_profile,
-                    id: String::new(),
-                })
-                .collect(),
-            annotations: vec![],
-        }],
-    }
-    .encode_to_vec()
-}
-
 fn normal_push(srv: &KilnServer, service: &str) {
-    let mut b = ProfileBuilder::new(
-        &[("cpu", "nanoseconds")],
-        ("cpu", "nanoseconds"),
-        10_000_000,
-    );
-    let l = b.location(
-        0,
-        0,
-        &[FrameSpec {
-            name: "normal_work",
-            filename: "main.c",
-            line: 3,
-        }],
-    );
-    b.add_sample(&[l], &[30_000_000], &[]);
-    let mut p = b.build();
-    p.time_nanos = now_nanos();
+    let p = one_frame_profile("normal_work", 30_000_000);
     let body = push_request(vec![gzip_best(&p.encode_to_vec())], service);
     let a = srv
         .request(
