@@ -98,7 +98,11 @@ impl Agent {
             .args(args)
             .arg("--metrics-listen")
             .arg(metrics_addr.to_string())
-            .env("RUST_LOG", "info")
+            // KILN_AGENT_LOG raises the agent's log level when a test needs debugging.
+            .env(
+                "RUST_LOG",
+                std::env::var("KILN_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

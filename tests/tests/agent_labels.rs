@@ -219,8 +219,12 @@ action = "labeldrop"
             .collect();
         assert!(
             !mine.is_empty(),
-            "{}: no profile with its container id",
-            w.name
+            "{}: no profile with its container id; exported: {:#?}\n{log}",
+            w.name,
+            files
+                .iter()
+                .map(|(p, e)| (p.file_name().unwrap().to_owned(), e.labels.clone()))
+                .collect::<Vec<_>>()
         );
         let mut burned = 0;
         for (path, e) in &mine {

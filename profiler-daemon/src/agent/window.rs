@@ -1,5 +1,5 @@
 //! The sampling loop: sleeps until the kernel announces a process event and reacts to it
-//! (labels a process on its first sample, while it lives; re-labels on exec; keeps an
+//! (labels a process on its first sample, while it lives; forgets its labels on exec; keeps an
 //! exited process's target until its window is out), drains the kernel every drain
 //! interval into the window's [`Aggregate`], and at each window boundary hands the window
 //! to the encoder with `try_send`.
@@ -241,6 +241,7 @@ impl<S: SampleSource> WindowLoop<'_, S> {
         for e in events {
             match e.kind {
                 proc_event::FIRST_SAMPLE => {
+                    log::trace!("pid {}: first sample", e.tgid);
                     if exited.remove(&e.tgid) {
                         // The pid was reused within the window: the cached target is the
                         // old process's. Label the new one.
@@ -249,9 +250,15 @@ impl<S: SampleSource> WindowLoop<'_, S> {
                     self.label(e.tgid);
                 }
                 proc_event::EXEC => {
+                    log::trace!("pid {}: exec", e.tgid);
+                    // Forget, do not re-read now: the kernel side announces an exec only
+                    // for a process it has sampled, so a second exec that follows before
+                    // any sample (a shell joining cgroups, then exec'ing the workload)
+                    // goes unannounced and a target read now would stick. The new
+                    // program's first sample labels it, or the window's end does.
                     exited.remove(&e.tgid);
                     self.discoverer.forget(e.tgid);
-                    self.label(e.tgid);
+                    self.dropped.remove(&e.tgid);
                 }
                 proc_event::EXIT => {
                     exited.insert(e.tgid);
@@ -264,7 +271,15 @@ impl<S: SampleSource> WindowLoop<'_, S> {
     /// Labels a live process now (it may exit before the window ends) and remembers
     /// whether relabeling dropped it.
     fn label(&mut self, pid: u32) {
-        match self.discoverer.lookup(pid) {
+        let found = self.discoverer.lookup(pid);
+        if let Ok(t) = &found {
+            log::trace!(
+                "pid {pid} labeled: process {:?}, container {:?}",
+                t.get("process"),
+                t.get("container_id")
+            );
+        }
+        match found {
             Ok(t) if t.is_dropped() => {
                 self.dropped.insert(pid);
             }

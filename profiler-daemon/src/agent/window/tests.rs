@@ -336,6 +336,55 @@ fn a_process_that_exits_within_the_window_keeps_the_labels_read_while_it_lived()
 }
 
 #[test]
+fn a_second_exec_the_kernel_did_not_announce_still_relabels_the_process() {
+    // A shell that execs its workload once told to: the kernel announces the shell's exec
+    // (it was sampled before) but not the workload's (the shell never was).
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while [ ! -e {} ]; do sleep 0.01; done; exec sleep 60",
+            go.display()
+        ))
+        .spawn()
+        .expect("running sh");
+    let pid = child.id();
+    let comm = move || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let drains = vec![
+        Drain {
+            samples: vec![sample(pid, "sh", 2)],
+            events: vec![
+                event(proc_event::FIRST_SAMPLE, pid),
+                event(proc_event::EXEC, pid),
+            ],
+            ..Default::default()
+        },
+        Drain {
+            samples: vec![sample(pid, "sleep", 3)],
+            events: vec![event(proc_event::FIRST_SAMPLE, pid)],
+            before: Some(Box::new(move || {
+                std::fs::write(&go, b"").unwrap();
+                while comm().trim() != "sleep" {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })),
+            ..Default::default()
+        },
+    ];
+    let (windows, _) = run_loop(drains, &AgentConfig::default(), 8, NEVER);
+    let _ = child.kill();
+    let _ = child.wait();
+    let groups = by_process(&windows[0]);
+    assert_eq!(
+        groups.keys().collect::<Vec<_>>(),
+        ["sleep"],
+        "the process kept the target read before its last exec"
+    );
+    assert_eq!(groups["sleep"].samples, 5);
+}
+
+#[test]
 fn processes_relabeling_drops_are_skipped_and_counted() {
     let (kept, dropped) = (Sleeper::start(), Sleeper::start());
     let config = AgentConfig::from_toml_str(&format!(
