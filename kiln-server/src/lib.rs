@@ -311,10 +311,7 @@ async fn metrics_handler(State(st): State<routes::AppState>) -> impl IntoRespons
         .await
         .unwrap_or_default();
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, kiln_proto::exposition::CONTENT_TYPE)],
         st.metrics.render(&stats),
     )
 }

@@ -175,184 +175,119 @@ pub mod proc_event {
     pub const EXIT: u32 = 3;
 }
 
-/// Indices of the per-CPU `STATS` array: every sample is counted once in `SAMPLES` and
-/// every loss in exactly one loss counter, so nothing is dropped silently.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stat {
-    /// perf events that reached the program.
-    Samples = 0,
-    /// Samples of the idle task (pid 0), skipped unless asked for.
-    IdleSkipped = 1,
-    /// Samples of pids outside the filter.
-    FilteredOut = 2,
-    /// Samples added to a count map.
-    Recorded = 3,
-    /// Loss: the count map was full.
-    CountsMapFull = 4,
-    /// Loss of the user stack: the user stack map was full.
-    UserStacksFull = 5,
-    /// Loss of the kernel stack: same, for the kernel stack.
-    KernelStackCollision = 6,
-    /// The user stack could not be read although the sample was taken in user mode.
-    UserStackMissing = 7,
-    /// The kernel stack could not be read while the sample was taken in kernel mode.
-    KernelStackMissing = 8,
-    /// Neither stack could be read: the sample is dropped.
-    NoStack = 9,
-    /// The process-event ring buffer was full.
-    EventsLost = 10,
-    /// Kernel-mode sample without a user stack (kernel threads): expected, not a loss.
-    NoUserStack = 11,
-    /// A Go process's labels could not be read (unmapped page, bad pointer): the sample
-    /// is kept without labels.
-    GoLabelsUnreadable = 12,
-    /// The Go label-set map was full: the sample is kept without labels.
-    GoLabelSetsFull = 13,
-    /// User stacks walked by the DWARF unwinder (the rest: frame pointers, `bpf_get_stack`).
-    DwarfStacks = 14,
-    /// DWARF stack truncated: deeper than MAX_UNWIND_FRAMES.
-    UnwindTruncated = 15,
-    /// DWARF stack truncated: the pc lies in a binary's code no FDE describes.
-    UnwindTableMiss = 16,
-    /// DWARF stack truncated: the pc lies outside every known executable mapping.
-    UnwindMappingMiss = 17,
-    /// DWARF stack truncated: a CFI rule the kernel does not evaluate.
-    UnwindUnsupportedRule = 18,
-    /// DWARF stack truncated: the user stack could not be read.
-    UnwindReadFailure = 19,
-    /// DWARF stack truncated: a frame did not move up the stack.
-    UnwindBadFrame = 20,
-    /// The DWARF stack map was full: the user stack is lost.
-    DwarfStacksFull = 21,
-    /// Counted by userspace: a drained sample's user stack had been evicted from the LRU
-    /// stack map (more new stacks than it holds within one drain interval).
-    UserStackEvicted = 22,
-    /// Samples of Python threads whose Python frames were read.
-    PythonStacks = 23,
-    /// Samples of a registered Python process whose thread has no Python thread state
-    /// (a thread Python does not run, or one not yet initialized): not a loss.
-    PythonNoThread = 24,
-    /// Python frames lost: the thread state or a frame could not be read (the native
-    /// stack is kept).
-    PythonReadFailure = 25,
-    /// Python stack deeper than `MAX_PY_FRAMES`: the outer frames are missing.
-    PythonTruncated = 26,
-    /// Python frames lost: the Python stack map was full.
-    PythonStacksFull = 27,
-    /// Samples of a Python whose version Kiln has no layout for (native stack only).
-    PythonUnsupported = 28,
-    /// Counted by userspace: a Python frame's code object could not be read, or no longer
-    /// matched the one sampled (freed and reused): the sample keeps its native stack.
-    PythonCodeUnreadable = 29,
-    /// Counted by userspace: the Python frames did not fit the interpreter activations of
-    /// the native stack: the sample keeps its native stack.
-    PythonMergeMismatch = 30,
+/// Declares the kernel-side counters once: variant (with its index in `STATS`), stable
+/// snake_case name for reports and metrics, and whether it counts a loss. The enum,
+/// [`Stat::ALL`], [`Stat::name`], [`Stat::is_loss`] and [`STAT_COUNT`] all come from it.
+macro_rules! stats {
+    ($($(#[doc = $doc:literal])* $variant:ident = $index:literal, $name:literal, $class:ident;)*) => {
+        /// Indices of the per-CPU `STATS` array: every sample is counted once in `SAMPLES`
+        /// and every loss in exactly one loss counter, so nothing is dropped silently.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Stat {
+            $($(#[doc = $doc])* $variant = $index,)*
+        }
+
+        pub const STAT_COUNT: u32 = [$($index),*].len() as u32;
+
+        impl Stat {
+            pub const ALL: [Stat; STAT_COUNT as usize] = [$(Stat::$variant),*];
+
+            /// Stable snake_case name, used in reports and metrics.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Stat::$variant => $name,)*
+                }
+            }
+
+            /// True for counters that mean data was lost (as opposed to skipped on purpose).
+            pub const fn is_loss(self) -> bool {
+                match self {
+                    $(Stat::$variant => stats!(@loss $class),)*
+                }
+            }
+        }
+    };
+    (@loss loss) => {
+        true
+    };
+    (@loss event) => {
+        false
+    };
 }
 
-pub const STAT_COUNT: u32 = 31;
-
-impl Stat {
-    pub const ALL: [Stat; STAT_COUNT as usize] = [
-        Stat::Samples,
-        Stat::IdleSkipped,
-        Stat::FilteredOut,
-        Stat::Recorded,
-        Stat::CountsMapFull,
-        Stat::UserStacksFull,
-        Stat::KernelStackCollision,
-        Stat::UserStackMissing,
-        Stat::KernelStackMissing,
-        Stat::NoStack,
-        Stat::EventsLost,
-        Stat::NoUserStack,
-        Stat::GoLabelsUnreadable,
-        Stat::GoLabelSetsFull,
-        Stat::DwarfStacks,
-        Stat::UnwindTruncated,
-        Stat::UnwindTableMiss,
-        Stat::UnwindMappingMiss,
-        Stat::UnwindUnsupportedRule,
-        Stat::UnwindReadFailure,
-        Stat::UnwindBadFrame,
-        Stat::DwarfStacksFull,
-        Stat::UserStackEvicted,
-        Stat::PythonStacks,
-        Stat::PythonNoThread,
-        Stat::PythonReadFailure,
-        Stat::PythonTruncated,
-        Stat::PythonStacksFull,
-        Stat::PythonUnsupported,
-        Stat::PythonCodeUnreadable,
-        Stat::PythonMergeMismatch,
-    ];
-
-    /// Stable snake_case name, used in reports and metrics.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Stat::Samples => "samples",
-            Stat::IdleSkipped => "idle_skipped",
-            Stat::FilteredOut => "filtered_out",
-            Stat::Recorded => "recorded",
-            Stat::CountsMapFull => "counts_map_full",
-            Stat::UserStacksFull => "user_stacks_full",
-            Stat::KernelStackCollision => "kernel_stack_collision",
-            Stat::UserStackMissing => "user_stack_missing",
-            Stat::KernelStackMissing => "kernel_stack_missing",
-            Stat::NoStack => "no_stack",
-            Stat::EventsLost => "events_lost",
-            Stat::NoUserStack => "no_user_stack",
-            Stat::GoLabelsUnreadable => "go_labels_unreadable",
-            Stat::GoLabelSetsFull => "go_label_sets_full",
-            Stat::DwarfStacks => "dwarf_stacks",
-            Stat::UnwindTruncated => "unwind_truncated",
-            Stat::UnwindTableMiss => "unwind_table_miss",
-            Stat::UnwindMappingMiss => "unwind_mapping_miss",
-            Stat::UnwindUnsupportedRule => "unwind_unsupported_rule",
-            Stat::UnwindReadFailure => "unwind_read_failure",
-            Stat::UnwindBadFrame => "unwind_bad_frame",
-            Stat::DwarfStacksFull => "dwarf_stacks_full",
-            Stat::UserStackEvicted => "user_stack_evicted",
-            Stat::PythonStacks => "python_stacks",
-            Stat::PythonNoThread => "python_no_thread",
-            Stat::PythonReadFailure => "python_read_failure",
-            Stat::PythonTruncated => "python_truncated",
-            Stat::PythonStacksFull => "python_stacks_full",
-            Stat::PythonUnsupported => "python_unsupported",
-            Stat::PythonCodeUnreadable => "python_code_unreadable",
-            Stat::PythonMergeMismatch => "python_merge_mismatch",
-        }
-    }
-
-    /// True for counters that mean data was lost (as opposed to skipped on purpose).
-    pub const fn is_loss(self) -> bool {
-        matches!(
-            self,
-            Stat::CountsMapFull
-                | Stat::UserStacksFull
-                | Stat::KernelStackCollision
-                | Stat::UserStackMissing
-                | Stat::KernelStackMissing
-                | Stat::NoStack
-                | Stat::EventsLost
-                | Stat::GoLabelsUnreadable
-                | Stat::GoLabelSetsFull
-                | Stat::UnwindTruncated
-                | Stat::UnwindTableMiss
-                | Stat::UnwindMappingMiss
-                | Stat::UnwindUnsupportedRule
-                | Stat::UnwindReadFailure
-                | Stat::UnwindBadFrame
-                | Stat::DwarfStacksFull
-                | Stat::UserStackEvicted
-                | Stat::PythonReadFailure
-                | Stat::PythonTruncated
-                | Stat::PythonStacksFull
-                | Stat::PythonUnsupported
-                | Stat::PythonCodeUnreadable
-                | Stat::PythonMergeMismatch
-        )
-    }
+stats! {
+    /// perf events that reached the program.
+    Samples = 0, "samples", event;
+    /// Samples of the idle task (pid 0), skipped unless asked for.
+    IdleSkipped = 1, "idle_skipped", event;
+    /// Samples of pids outside the filter.
+    FilteredOut = 2, "filtered_out", event;
+    /// Samples added to a count map.
+    Recorded = 3, "recorded", event;
+    /// Loss: the count map was full.
+    CountsMapFull = 4, "counts_map_full", loss;
+    /// Loss of the user stack: the user stack map was full.
+    UserStacksFull = 5, "user_stacks_full", loss;
+    /// Loss of the kernel stack: same, for the kernel stack.
+    KernelStackCollision = 6, "kernel_stack_collision", loss;
+    /// The user stack could not be read although the sample was taken in user mode.
+    UserStackMissing = 7, "user_stack_missing", loss;
+    /// The kernel stack could not be read while the sample was taken in kernel mode.
+    KernelStackMissing = 8, "kernel_stack_missing", loss;
+    /// Neither stack could be read: the sample is dropped.
+    NoStack = 9, "no_stack", loss;
+    /// The process-event ring buffer was full.
+    EventsLost = 10, "events_lost", loss;
+    /// Kernel-mode sample without a user stack (kernel threads): expected, not a loss.
+    NoUserStack = 11, "no_user_stack", event;
+    /// A Go process's labels could not be read (unmapped page, bad pointer): the sample
+    /// is kept without labels.
+    GoLabelsUnreadable = 12, "go_labels_unreadable", loss;
+    /// The Go label-set map was full: the sample is kept without labels.
+    GoLabelSetsFull = 13, "go_label_sets_full", loss;
+    /// User stacks walked by the DWARF unwinder (the rest: frame pointers, `bpf_get_stack`).
+    DwarfStacks = 14, "dwarf_stacks", event;
+    /// DWARF stack truncated: deeper than MAX_UNWIND_FRAMES.
+    UnwindTruncated = 15, "unwind_truncated", loss;
+    /// DWARF stack truncated: the pc lies in a binary's code no FDE describes.
+    UnwindTableMiss = 16, "unwind_table_miss", loss;
+    /// DWARF stack truncated: the pc lies outside every known executable mapping.
+    UnwindMappingMiss = 17, "unwind_mapping_miss", loss;
+    /// DWARF stack truncated: a CFI rule the kernel does not evaluate.
+    UnwindUnsupportedRule = 18, "unwind_unsupported_rule", loss;
+    /// DWARF stack truncated: the user stack could not be read.
+    UnwindReadFailure = 19, "unwind_read_failure", loss;
+    /// DWARF stack truncated: a frame did not move up the stack.
+    UnwindBadFrame = 20, "unwind_bad_frame", loss;
+    /// The DWARF stack map was full: the user stack is lost.
+    DwarfStacksFull = 21, "dwarf_stacks_full", loss;
+    /// Counted by userspace: a drained sample's user stack had been evicted from the LRU
+    /// stack map (more new stacks than it holds within one drain interval).
+    UserStackEvicted = 22, "user_stack_evicted", loss;
+    /// Samples of Python threads whose Python frames were read.
+    PythonStacks = 23, "python_stacks", event;
+    /// Samples of a registered Python process whose thread has no Python thread state
+    /// (a thread Python does not run, or one not yet initialized): not a loss.
+    PythonNoThread = 24, "python_no_thread", event;
+    /// Python frames lost: the thread state or a frame could not be read (the native
+    /// stack is kept).
+    PythonReadFailure = 25, "python_read_failure", loss;
+    /// Python stack deeper than `MAX_PY_FRAMES`: the outer frames are missing.
+    PythonTruncated = 26, "python_truncated", loss;
+    /// Python frames lost: the Python stack map was full.
+    PythonStacksFull = 27, "python_stacks_full", loss;
+    /// Samples of a Python whose version Kiln has no layout for (native stack only).
+    PythonUnsupported = 28, "python_unsupported", loss;
+    /// Counted by userspace: a Python frame's code object could not be read, or no longer
+    /// matched the one sampled (freed and reused): the sample keeps its native stack.
+    PythonCodeUnreadable = 29, "python_code_unreadable", loss;
+    /// Counted by userspace: the Python frames did not fit the interpreter activations of
+    /// the native stack: the sample keeps its native stack.
+    PythonMergeMismatch = 30, "python_merge_mismatch", loss;
+    /// Python stacks stored in `PY_STACKS` (new distinct stacks): userspace names the
+    /// frames of new ones while their process lives.
+    PythonStacksStored = 31, "python_stacks_stored", event;
 }
 
 #[cfg(feature = "user")]

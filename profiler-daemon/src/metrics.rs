@@ -33,7 +33,6 @@
 //! a few drain intervals, 503 with the reason otherwise.
 
 use std::{
-    fmt::Write as _,
     net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
@@ -45,6 +44,7 @@ use std::{
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 use kiln_kube::{KubeMetadata, KubeStats};
 use kiln_labels::DiscoveryStats;
+use kiln_proto::exposition::{Exposition, Family, Kind};
 use profiler_common::Stat;
 
 use crate::{
@@ -52,6 +52,338 @@ use crate::{
     export::{queue::BoundedQueue, DropReason, ExporterStats},
     symbolize::SymbolizerStats,
 };
+
+// Every metric the agent exposes, declared once: name, type, help, label names.
+const AGENT_INFO: Family = Family::new(
+    "kiln_agent_info",
+    Kind::Gauge,
+    "Agent build and settings.",
+    &["version", "frequency_hz"],
+);
+const SAMPLES_RECORDED_TOTAL: Family = Family::new(
+    "kiln_samples_recorded_total",
+    Kind::Counter,
+    "Samples the eBPF sampler stored.",
+    &[],
+);
+const SAMPLES_LOST_TOTAL: Family = Family::new(
+    "kiln_samples_lost_total",
+    Kind::Counter,
+    "Samples or stacks lost in the kernel, by cause.",
+    &["cause"],
+);
+const SAMPLER_EVENTS_TOTAL: Family = Family::new(
+    "kiln_sampler_events_total",
+    Kind::Counter,
+    "Other sampler counters (not losses).",
+    &["kind"],
+);
+const SYMBOLIZER_LOOKUPS_TOTAL: Family = Family::new(
+    "kiln_symbolizer_lookups_total",
+    Kind::Counter,
+    "Address lookups by cache result.",
+    &["result"],
+);
+const SYMBOLIZER_CACHE_HIT_RATIO: Family = Family::new(
+    "kiln_symbolizer_cache_hit_ratio",
+    Kind::Gauge,
+    "Share of address lookups answered by the cache.",
+    &[],
+);
+const SYMBOLIZER_CACHE_ENTRIES: Family = Family::new(
+    "kiln_symbolizer_cache_entries",
+    Kind::Gauge,
+    "Symbolized addresses cached.",
+    &[],
+);
+const SYMBOLIZER_CACHE_EVICTED_TOTAL: Family = Family::new(
+    "kiln_symbolizer_cache_evicted_total",
+    Kind::Counter,
+    "Symbolized addresses dropped because the cache was full.",
+    &[],
+);
+const GO_BINARIES_CACHED: Family = Family::new(
+    "kiln_go_binaries_cached",
+    Kind::Gauge,
+    "Executables whose Go runtime detection result is cached.",
+    &[],
+);
+const GO_BINARIES_EVICTED_TOTAL: Family = Family::new(
+    "kiln_go_binaries_evicted_total",
+    Kind::Counter,
+    "Go detection results dropped because that cache was full.",
+    &[],
+);
+const PROCESSES_TRACKED: Family = Family::new(
+    "kiln_processes_tracked",
+    Kind::Gauge,
+    "Processes whose mappings are held for symbolization.",
+    &[],
+);
+const BINARIES_OPEN: Family = Family::new(
+    "kiln_binaries_open",
+    Kind::Gauge,
+    "Executables and libraries held open.",
+    &[],
+);
+const TARGETS_CACHED: Family = Family::new(
+    "kiln_targets_cached",
+    Kind::Gauge,
+    "Processes with cached labels.",
+    &[],
+);
+const TARGETS_DISCOVERED_TOTAL: Family = Family::new(
+    "kiln_targets_discovered_total",
+    Kind::Counter,
+    "Processes whose labels were read from /proc.",
+    &[],
+);
+const TARGETS_EVICTED_TOTAL: Family = Family::new(
+    "kiln_targets_evicted_total",
+    Kind::Counter,
+    "Cached labels evicted because the label cache was full.",
+    &[],
+);
+const TARGETS_DROPPED_TOTAL: Family = Family::new(
+    "kiln_targets_dropped_total",
+    Kind::Counter,
+    "Processes excluded by relabel rules.",
+    &[],
+);
+const TARGET_LOOKUPS_FAILED_TOTAL: Family = Family::new(
+    "kiln_target_lookups_failed_total",
+    Kind::Counter,
+    "Label lookups that failed, by reason.",
+    &["reason"],
+);
+const WINDOWS_COLLECTED_TOTAL: Family = Family::new(
+    "kiln_windows_collected_total",
+    Kind::Counter,
+    "Profile windows completed.",
+    &[],
+);
+const WINDOWS_DROPPED_TOTAL: Family = Family::new(
+    "kiln_windows_dropped_total",
+    Kind::Counter,
+    "Windows dropped because encoding fell behind.",
+    &[],
+);
+const WINDOW_SERIES: Family = Family::new(
+    "kiln_window_series",
+    Kind::Gauge,
+    "Series (profiles) in the last window.",
+    &[],
+);
+const SAMPLES_EXPORTED_TOTAL: Family = Family::new(
+    "kiln_samples_exported_total",
+    Kind::Counter,
+    "Samples handed to the exporters.",
+    &[],
+);
+const SAMPLES_LABELED_AFTER_EXIT_TOTAL: Family = Family::new(
+    "kiln_samples_labeled_after_exit_total",
+    Kind::Counter,
+    "Samples of processes that exited before /proc could be read, exported with the labels that outlive them (comm, host, static labels).",
+    &[],
+);
+const SAMPLES_UNLABELED_TOTAL: Family = Family::new(
+    "kiln_samples_unlabeled_total",
+    Kind::Counter,
+    "Samples not exported because their process could not be read (other than by exiting).",
+    &[],
+);
+const SAMPLES_RELABEL_DROPPED_TOTAL: Family = Family::new(
+    "kiln_samples_relabel_dropped_total",
+    Kind::Counter,
+    "Samples of processes excluded by relabel rules.",
+    &[],
+);
+const SERIES_LIMITED_TOTAL: Family = Family::new(
+    "kiln_series_limited_total",
+    Kind::Counter,
+    "New series refused by --max-new-series-per-window.",
+    &[],
+);
+const SAMPLES_SERIES_LIMITED_TOTAL: Family = Family::new(
+    "kiln_samples_series_limited_total",
+    Kind::Counter,
+    "Samples of new series refused by --max-new-series-per-window.",
+    &[],
+);
+const SERIES_KNOWN: Family = Family::new(
+    "kiln_series_known",
+    Kind::Gauge,
+    "Series exported in the last 10 minutes (what the new-series cap remembers).",
+    &[],
+);
+const COLLECT_ERRORS_TOTAL: Family = Family::new(
+    "kiln_collect_errors_total",
+    Kind::Counter,
+    "Failed drains of the kernel buffers.",
+    &[],
+);
+const LAST_COLLECT_TIMESTAMP_SECONDS: Family = Family::new(
+    "kiln_last_collect_timestamp_seconds",
+    Kind::Gauge,
+    "Time of the last successful drain.",
+    &[],
+);
+const EXPORTER_WINDOWS_EXPORTED_TOTAL: Family = Family::new(
+    "kiln_exporter_windows_exported_total",
+    Kind::Counter,
+    "Windows delivered.",
+    &["exporter", "destination"],
+);
+const EXPORTER_PROFILES_EXPORTED_TOTAL: Family = Family::new(
+    "kiln_exporter_profiles_exported_total",
+    Kind::Counter,
+    "Profiles delivered.",
+    &["exporter", "destination"],
+);
+const EXPORTER_BYTES_EXPORTED_TOTAL: Family = Family::new(
+    "kiln_exporter_bytes_exported_total",
+    Kind::Counter,
+    "Compressed profile bytes delivered.",
+    &["exporter", "destination"],
+);
+const EXPORTER_FAILED_ATTEMPTS_TOTAL: Family = Family::new(
+    "kiln_exporter_failed_attempts_total",
+    Kind::Counter,
+    "Delivery attempts that failed.",
+    &["exporter", "destination"],
+);
+const EXPORTER_RETRIES_TOTAL: Family = Family::new(
+    "kiln_exporter_retries_total",
+    Kind::Counter,
+    "Delivery attempts after a backoff.",
+    &["exporter", "destination"],
+);
+const EXPORTER_QUEUE_WINDOWS: Family = Family::new(
+    "kiln_exporter_queue_windows",
+    Kind::Gauge,
+    "Windows waiting to be delivered.",
+    &["exporter", "destination"],
+);
+const EXPORTER_QUEUE_BYTES: Family = Family::new(
+    "kiln_exporter_queue_bytes",
+    Kind::Gauge,
+    "Bytes waiting to be delivered.",
+    &["exporter", "destination"],
+);
+const EXPORTER_QUEUE_CAPACITY_WINDOWS: Family = Family::new(
+    "kiln_exporter_queue_capacity_windows",
+    Kind::Gauge,
+    "Queue bound in windows.",
+    &["exporter", "destination"],
+);
+const EXPORTER_QUEUE_CAPACITY_BYTES: Family = Family::new(
+    "kiln_exporter_queue_capacity_bytes",
+    Kind::Gauge,
+    "Queue bound in bytes.",
+    &["exporter", "destination"],
+);
+const EXPORTER_PROFILES_REJECTED_TOTAL: Family = Family::new(
+    "kiln_exporter_profiles_rejected_total",
+    Kind::Counter,
+    "Profiles the destination refused for good (dropped at once, not retried), by cause.",
+    &["exporter", "destination", "cause"],
+);
+const PROCESS_CPU_SECONDS_TOTAL: Family = Family::new(
+    "kiln_process_cpu_seconds_total",
+    Kind::Counter,
+    "CPU time of the agent process (user + system).",
+    &[],
+);
+const PROCESS_RESIDENT_MEMORY_BYTES: Family = Family::new(
+    "kiln_process_resident_memory_bytes",
+    Kind::Gauge,
+    "Resident memory of the agent process.",
+    &[],
+);
+const KUBE_SYNCED: Family = Family::new(
+    "kiln_kube_synced",
+    Kind::Gauge,
+    "1 once the initial lists of this node's pods and of the node completed.",
+    &[],
+);
+const KUBE_PODS_INDEXED: Family = Family::new(
+    "kiln_kube_pods_indexed",
+    Kind::Gauge,
+    "Pods of this node in the metadata index.",
+    &[],
+);
+const KUBE_CONTAINERS_INDEXED: Family = Family::new(
+    "kiln_kube_containers_indexed",
+    Kind::Gauge,
+    "Container ids in the metadata index.",
+    &[],
+);
+const KUBE_POD_EVENTS_TOTAL: Family = Family::new(
+    "kiln_kube_pod_events_total",
+    Kind::Counter,
+    "Pod watch events applied (listed, added, modified, deleted).",
+    &[],
+);
+const KUBE_NODE_EVENTS_TOTAL: Family = Family::new(
+    "kiln_kube_node_events_total",
+    Kind::Counter,
+    "Node watch events applied.",
+    &[],
+);
+const KUBE_RELISTS_TOTAL: Family = Family::new(
+    "kiln_kube_relists_total",
+    Kind::Counter,
+    "Completed (re)lists of the pods and the node.",
+    &[],
+);
+const KUBE_STALE_PODS_REMOVED_TOTAL: Family = Family::new(
+    "kiln_kube_stale_pods_removed_total",
+    Kind::Counter,
+    "Pods removed by a relist because they were no longer listed.",
+    &[],
+);
+const KUBE_LIST_REQUESTS_TOTAL: Family = Family::new(
+    "kiln_kube_list_requests_total",
+    Kind::Counter,
+    "List requests sent to the API server.",
+    &[],
+);
+const KUBE_WATCH_REQUESTS_TOTAL: Family = Family::new(
+    "kiln_kube_watch_requests_total",
+    Kind::Counter,
+    "Watch requests sent to the API server.",
+    &[],
+);
+const KUBE_WATCH_RESTARTS_TOTAL: Family = Family::new(
+    "kiln_kube_watch_restarts_total",
+    Kind::Counter,
+    "Watches resumed or restarted after the first one per resource.",
+    &[],
+);
+const KUBE_WATCH_ERRORS_TOTAL: Family = Family::new(
+    "kiln_kube_watch_errors_total",
+    Kind::Counter,
+    "Errors of the watch streams (each retried with backoff).",
+    &[],
+);
+const KUBE_LOOKUPS_TOTAL: Family = Family::new(
+    "kiln_kube_lookups_total",
+    Kind::Counter,
+    "Label lookups of containerized processes, by whether their pod was indexed.",
+    &["result"],
+);
+const EXPORTER_WINDOWS_DROPPED_TOTAL: Family = Family::new(
+    "kiln_exporter_windows_dropped_total",
+    Kind::Counter,
+    "Windows given up, by reason.",
+    &["exporter", "destination", "reason"],
+);
+const EXPORTER_PROFILES_DROPPED_TOTAL: Family = Family::new(
+    "kiln_exporter_profiles_dropped_total",
+    Kind::Counter,
+    "Profiles given up, by reason.",
+    &["exporter", "destination", "reason"],
+);
 
 /// What the sampling thread last saw; refreshed after every drain.
 #[derive(Default, Clone)]
@@ -153,59 +485,35 @@ impl AgentMetrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8192);
         let snap = self
             .snapshot
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut m = Writer { out: &mut out };
+        let mut m = Exposition::new();
 
-        m.header("kiln_agent_info", "gauge", "Agent build and settings.");
-        m.line(
-            "kiln_agent_info",
-            &[
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("frequency_hz", &self.frequency.to_string()),
-            ],
+        m.family(&AGENT_INFO);
+        m.sample(
+            &AGENT_INFO,
+            &[env!("CARGO_PKG_VERSION"), &self.frequency.to_string()],
             1,
         );
-        m.header(
-            "kiln_samples_recorded_total",
-            "counter",
-            "Samples the eBPF sampler stored.",
-        );
-        m.line(
-            "kiln_samples_recorded_total",
+        m.family(&SAMPLES_RECORDED_TOTAL);
+        m.sample(
+            &SAMPLES_RECORDED_TOTAL,
             &[],
             snap.sampler.get(Stat::Recorded),
         );
-        m.header(
-            "kiln_samples_lost_total",
-            "counter",
-            "Samples or stacks lost in the kernel, by cause.",
-        );
+        m.family(&SAMPLES_LOST_TOTAL);
         for s in Stat::ALL.iter().filter(|s| s.is_loss()) {
-            m.line(
-                "kiln_samples_lost_total",
-                &[("cause", s.name())],
-                snap.sampler.get(*s),
-            );
+            m.sample(&SAMPLES_LOST_TOTAL, &[s.name()], snap.sampler.get(*s));
         }
-        m.header(
-            "kiln_sampler_events_total",
-            "counter",
-            "Other sampler counters (not losses).",
-        );
+        m.family(&SAMPLER_EVENTS_TOTAL);
         for s in Stat::ALL
             .iter()
             .filter(|s| !s.is_loss() && **s != Stat::Recorded)
         {
-            m.line(
-                "kiln_sampler_events_total",
-                &[("kind", s.name())],
-                snap.sampler.get(*s),
-            );
+            m.sample(&SAMPLER_EVENTS_TOTAL, &[s.name()], snap.sampler.get(*s));
         }
 
         let sym = snap.symbolizer.unwrap_or(SymbolizerStats {
@@ -214,29 +522,13 @@ impl AgentMetrics {
             cached: 0,
             evicted: 0,
         });
-        m.header(
-            "kiln_symbolizer_lookups_total",
-            "counter",
-            "Address lookups by cache result.",
-        );
-        m.line(
-            "kiln_symbolizer_lookups_total",
-            &[("result", "hit")],
-            sym.hits,
-        );
-        m.line(
-            "kiln_symbolizer_lookups_total",
-            &[("result", "miss")],
-            sym.misses,
-        );
-        m.header(
-            "kiln_symbolizer_cache_hit_ratio",
-            "gauge",
-            "Share of address lookups answered by the cache.",
-        );
+        m.family(&SYMBOLIZER_LOOKUPS_TOTAL);
+        m.sample(&SYMBOLIZER_LOOKUPS_TOTAL, &["hit"], sym.hits);
+        m.sample(&SYMBOLIZER_LOOKUPS_TOTAL, &["miss"], sym.misses);
+        m.family(&SYMBOLIZER_CACHE_HIT_RATIO);
         let lookups = sym.hits + sym.misses;
-        m.float(
-            "kiln_symbolizer_cache_hit_ratio",
+        m.sample(
+            &SYMBOLIZER_CACHE_HIT_RATIO,
             &[],
             if lookups == 0 {
                 0.0
@@ -244,229 +536,98 @@ impl AgentMetrics {
                 sym.hits as f64 / lookups as f64
             },
         );
-        m.gauge(
-            "kiln_symbolizer_cache_entries",
-            "Symbolized addresses cached.",
-            sym.cached as u64,
-        );
-        m.counter(
-            "kiln_symbolizer_cache_evicted_total",
-            "Symbolized addresses dropped because the cache was full.",
-            sym.evicted,
-        );
-        m.gauge(
-            "kiln_go_binaries_cached",
-            "Executables whose Go runtime detection result is cached.",
-            snap.go_binaries_cached as u64,
-        );
-        m.counter(
-            "kiln_go_binaries_evicted_total",
-            "Go detection results dropped because that cache was full.",
-            snap.go_binaries_evicted,
-        );
-        m.gauge(
-            "kiln_processes_tracked",
-            "Processes whose mappings are held for symbolization.",
-            snap.processes as u64,
-        );
-        m.gauge(
-            "kiln_binaries_open",
-            "Executables and libraries held open.",
-            snap.binaries as u64,
-        );
-        m.gauge(
-            "kiln_targets_cached",
-            "Processes with cached labels.",
-            snap.targets_cached as u64,
-        );
-        m.counter(
-            "kiln_targets_discovered_total",
-            "Processes whose labels were read from /proc.",
-            snap.discovery.cache_misses,
-        );
-        m.counter(
-            "kiln_targets_evicted_total",
-            "Cached labels evicted because the label cache was full.",
-            snap.discovery.evicted,
-        );
-        m.counter(
-            "kiln_targets_dropped_total",
-            "Processes excluded by relabel rules.",
-            snap.discovery.dropped,
-        );
-        m.header(
-            "kiln_target_lookups_failed_total",
-            "counter",
-            "Label lookups that failed, by reason.",
-        );
-        m.line(
-            "kiln_target_lookups_failed_total",
-            &[("reason", "vanished")],
+        m.single(&SYMBOLIZER_CACHE_ENTRIES, sym.cached as u64);
+        m.single(&SYMBOLIZER_CACHE_EVICTED_TOTAL, sym.evicted);
+        m.single(&GO_BINARIES_CACHED, snap.go_binaries_cached as u64);
+        m.single(&GO_BINARIES_EVICTED_TOTAL, snap.go_binaries_evicted);
+        m.single(&PROCESSES_TRACKED, snap.processes as u64);
+        m.single(&BINARIES_OPEN, snap.binaries as u64);
+        m.single(&TARGETS_CACHED, snap.targets_cached as u64);
+        m.single(&TARGETS_DISCOVERED_TOTAL, snap.discovery.cache_misses);
+        m.single(&TARGETS_EVICTED_TOTAL, snap.discovery.evicted);
+        m.single(&TARGETS_DROPPED_TOTAL, snap.discovery.dropped);
+        m.family(&TARGET_LOOKUPS_FAILED_TOTAL);
+        m.sample(
+            &TARGET_LOOKUPS_FAILED_TOTAL,
+            &["vanished"],
             snap.discovery.vanished,
         );
-        m.line(
-            "kiln_target_lookups_failed_total",
-            &[("reason", "error")],
+        m.sample(
+            &TARGET_LOOKUPS_FAILED_TOTAL,
+            &["error"],
             snap.discovery.errors,
         );
 
-        m.counter(
-            "kiln_windows_collected_total",
-            "Profile windows completed.",
+        m.single(
+            &WINDOWS_COLLECTED_TOTAL,
             self.windows_collected.load(Relaxed),
         );
-        m.counter(
-            "kiln_windows_dropped_total",
-            "Windows dropped because encoding fell behind.",
-            self.windows_dropped.load(Relaxed),
-        );
-        m.gauge(
-            "kiln_window_series",
-            "Series (profiles) in the last window.",
-            self.window_series.load(Relaxed),
-        );
-        m.counter(
-            "kiln_samples_exported_total",
-            "Samples handed to the exporters.",
-            self.samples_exported.load(Relaxed),
-        );
-        m.counter(
-            "kiln_samples_labeled_after_exit_total",
-            "Samples of processes that exited before /proc could be read, exported with the labels that outlive them (comm, host, static labels).",
+        m.single(&WINDOWS_DROPPED_TOTAL, self.windows_dropped.load(Relaxed));
+        m.single(&WINDOW_SERIES, self.window_series.load(Relaxed));
+        m.single(&SAMPLES_EXPORTED_TOTAL, self.samples_exported.load(Relaxed));
+        m.single(
+            &SAMPLES_LABELED_AFTER_EXIT_TOTAL,
             self.samples_labeled_after_exit.load(Relaxed),
         );
-        m.counter(
-            "kiln_samples_unlabeled_total",
-            "Samples not exported because their process could not be read (other than by exiting).",
+        m.single(
+            &SAMPLES_UNLABELED_TOTAL,
             self.samples_unlabeled.load(Relaxed),
         );
-        m.counter(
-            "kiln_samples_relabel_dropped_total",
-            "Samples of processes excluded by relabel rules.",
+        m.single(
+            &SAMPLES_RELABEL_DROPPED_TOTAL,
             self.samples_relabel_dropped.load(Relaxed),
         );
-        m.counter(
-            "kiln_series_limited_total",
-            "New series refused by --max-new-series-per-window.",
-            self.series_limited.load(Relaxed),
-        );
-        m.counter(
-            "kiln_samples_series_limited_total",
-            "Samples of new series refused by --max-new-series-per-window.",
+        m.single(&SERIES_LIMITED_TOTAL, self.series_limited.load(Relaxed));
+        m.single(
+            &SAMPLES_SERIES_LIMITED_TOTAL,
             self.samples_series_limited.load(Relaxed),
         );
-        m.gauge(
-            "kiln_series_known",
-            "Series exported in the last 10 minutes (what the new-series cap remembers).",
-            self.series_known.load(Relaxed),
-        );
-        m.counter(
-            "kiln_collect_errors_total",
-            "Failed drains of the kernel buffers.",
-            self.collect_errors.load(Relaxed),
-        );
-        m.header(
-            "kiln_last_collect_timestamp_seconds",
-            "gauge",
-            "Time of the last successful drain.",
-        );
-        m.float(
-            "kiln_last_collect_timestamp_seconds",
+        m.single(&SERIES_KNOWN, self.series_known.load(Relaxed));
+        m.single(&COLLECT_ERRORS_TOTAL, self.collect_errors.load(Relaxed));
+        m.family(&LAST_COLLECT_TIMESTAMP_SECONDS);
+        m.sample(
+            &LAST_COLLECT_TIMESTAMP_SECONDS,
             &[],
             self.last_collect_unix_ms.load(Relaxed) as f64 / 1000.0,
         );
 
         let exporters = self.exporters.lock().unwrap_or_else(|e| e.into_inner());
-        let per = |m: &mut Writer,
-                   name: &str,
-                   help: &str,
-                   kind: &str,
-                   f: &dyn Fn(&ExporterView) -> u64| {
-            m.header(name, kind, help);
+        let per = |m: &mut Exposition, family: &Family, f: &dyn Fn(&ExporterView) -> u64| {
+            m.family(family);
             for e in exporters.iter() {
-                m.line(
-                    name,
-                    &[("exporter", e.kind), ("destination", &e.destination)],
-                    f(e),
-                );
+                m.sample(family, &[e.kind, &e.destination], f(e));
             }
         };
-        per(
-            &mut m,
-            "kiln_exporter_windows_exported_total",
-            "Windows delivered.",
-            "counter",
-            &|e| e.stats.windows_exported.load(Relaxed),
-        );
-        per(
-            &mut m,
-            "kiln_exporter_profiles_exported_total",
-            "Profiles delivered.",
-            "counter",
-            &|e| e.stats.profiles_exported.load(Relaxed),
-        );
-        per(
-            &mut m,
-            "kiln_exporter_bytes_exported_total",
-            "Compressed profile bytes delivered.",
-            "counter",
-            &|e| e.stats.bytes_exported.load(Relaxed),
-        );
-        per(
-            &mut m,
-            "kiln_exporter_failed_attempts_total",
-            "Delivery attempts that failed.",
-            "counter",
-            &|e| e.stats.failed_attempts.load(Relaxed),
-        );
-        per(
-            &mut m,
-            "kiln_exporter_retries_total",
-            "Delivery attempts after a backoff.",
-            "counter",
-            &|e| e.stats.retries.load(Relaxed),
-        );
-        per(
-            &mut m,
-            "kiln_exporter_queue_windows",
-            "Windows waiting to be delivered.",
-            "gauge",
-            &|e| e.queue.depth().0 as u64,
-        );
-        per(
-            &mut m,
-            "kiln_exporter_queue_bytes",
-            "Bytes waiting to be delivered.",
-            "gauge",
-            &|e| e.queue.depth().1 as u64,
-        );
-        per(
-            &mut m,
-            "kiln_exporter_queue_capacity_windows",
-            "Queue bound in windows.",
-            "gauge",
-            &|e| e.queue.capacity().0 as u64,
-        );
-        per(
-            &mut m,
-            "kiln_exporter_queue_capacity_bytes",
-            "Queue bound in bytes.",
-            "gauge",
-            &|e| e.queue.capacity().1 as u64,
-        );
-        for (name, help, windows) in [
-            (
-                "kiln_exporter_windows_dropped_total",
-                "Windows given up, by reason.",
-                true,
-            ),
-            (
-                "kiln_exporter_profiles_dropped_total",
-                "Profiles given up, by reason.",
-                false,
-            ),
+        per(&mut m, &EXPORTER_WINDOWS_EXPORTED_TOTAL, &|e| {
+            e.stats.windows_exported.load(Relaxed)
+        });
+        per(&mut m, &EXPORTER_PROFILES_EXPORTED_TOTAL, &|e| {
+            e.stats.profiles_exported.load(Relaxed)
+        });
+        per(&mut m, &EXPORTER_BYTES_EXPORTED_TOTAL, &|e| {
+            e.stats.bytes_exported.load(Relaxed)
+        });
+        per(&mut m, &EXPORTER_FAILED_ATTEMPTS_TOTAL, &|e| {
+            e.stats.failed_attempts.load(Relaxed)
+        });
+        per(&mut m, &EXPORTER_RETRIES_TOTAL, &|e| {
+            e.stats.retries.load(Relaxed)
+        });
+        per(&mut m, &EXPORTER_QUEUE_WINDOWS, &|e| {
+            e.queue.depth().0 as u64
+        });
+        per(&mut m, &EXPORTER_QUEUE_BYTES, &|e| e.queue.depth().1 as u64);
+        per(&mut m, &EXPORTER_QUEUE_CAPACITY_WINDOWS, &|e| {
+            e.queue.capacity().0 as u64
+        });
+        per(&mut m, &EXPORTER_QUEUE_CAPACITY_BYTES, &|e| {
+            e.queue.capacity().1 as u64
+        });
+        for (family, windows) in [
+            (&EXPORTER_WINDOWS_DROPPED_TOTAL, true),
+            (&EXPORTER_PROFILES_DROPPED_TOTAL, false),
         ] {
-            m.header(name, "counter", help);
+            m.family(family);
             for e in exporters.iter() {
                 for r in DropReason::ALL {
                     let v = if windows {
@@ -474,32 +635,16 @@ impl AgentMetrics {
                     } else {
                         &e.stats.profiles_dropped[r as usize]
                     };
-                    m.line(
-                        name,
-                        &[
-                            ("exporter", e.kind),
-                            ("destination", &e.destination),
-                            ("reason", r.name()),
-                        ],
-                        v.load(Relaxed),
-                    );
+                    m.sample(family, &[e.kind, &e.destination, r.name()], v.load(Relaxed));
                 }
             }
         }
-        m.header(
-            "kiln_exporter_profiles_rejected_total",
-            "counter",
-            "Profiles the destination refused for good (dropped at once, not retried), by cause.",
-        );
+        m.family(&EXPORTER_PROFILES_REJECTED_TOTAL);
         for e in exporters.iter() {
             for (cause, n) in e.stats.rejected_by_cause() {
-                m.line(
-                    "kiln_exporter_profiles_rejected_total",
-                    &[
-                        ("exporter", e.kind),
-                        ("destination", &e.destination),
-                        ("cause", cause),
-                    ],
+                m.sample(
+                    &EXPORTER_PROFILES_REJECTED_TOTAL,
+                    &[e.kind, &e.destination, cause],
                     n,
                 );
             }
@@ -511,148 +656,29 @@ impl AgentMetrics {
         }
 
         if let Some((cpu, rss)) = self_usage() {
-            m.header(
-                "kiln_process_cpu_seconds_total",
-                "counter",
-                "CPU time of the agent process (user + system).",
-            );
-            m.float("kiln_process_cpu_seconds_total", &[], cpu);
-            m.gauge(
-                "kiln_process_resident_memory_bytes",
-                "Resident memory of the agent process.",
-                rss,
-            );
+            m.family(&PROCESS_CPU_SECONDS_TOTAL);
+            m.sample(&PROCESS_CPU_SECONDS_TOTAL, &[], cpu);
+            m.single(&PROCESS_RESIDENT_MEMORY_BYTES, rss);
         }
-        out
+        m.finish()
     }
 }
 
-fn render_kube(m: &mut Writer, s: &KubeStats, synced: bool) {
-    m.gauge(
-        "kiln_kube_synced",
-        "1 once the initial lists of this node's pods and of the node completed.",
-        u64::from(synced),
-    );
-    m.gauge(
-        "kiln_kube_pods_indexed",
-        "Pods of this node in the metadata index.",
-        s.pods_indexed,
-    );
-    m.gauge(
-        "kiln_kube_containers_indexed",
-        "Container ids in the metadata index.",
-        s.containers_indexed,
-    );
-    m.counter(
-        "kiln_kube_pod_events_total",
-        "Pod watch events applied (listed, added, modified, deleted).",
-        s.pod_events,
-    );
-    m.counter(
-        "kiln_kube_node_events_total",
-        "Node watch events applied.",
-        s.node_events,
-    );
-    m.counter(
-        "kiln_kube_relists_total",
-        "Completed (re)lists of the pods and the node.",
-        s.relists,
-    );
-    m.counter(
-        "kiln_kube_stale_pods_removed_total",
-        "Pods removed by a relist because they were no longer listed.",
-        s.stale_pods_removed,
-    );
-    m.counter(
-        "kiln_kube_list_requests_total",
-        "List requests sent to the API server.",
-        s.list_requests,
-    );
-    m.counter(
-        "kiln_kube_watch_requests_total",
-        "Watch requests sent to the API server.",
-        s.watch_requests,
-    );
-    m.counter(
-        "kiln_kube_watch_restarts_total",
-        "Watches resumed or restarted after the first one per resource.",
-        s.watch_restarts,
-    );
-    m.counter(
-        "kiln_kube_watch_errors_total",
-        "Errors of the watch streams (each retried with backoff).",
-        s.watch_errors,
-    );
-    m.header(
-        "kiln_kube_lookups_total",
-        "counter",
-        "Label lookups of containerized processes, by whether their pod was indexed.",
-    );
-    m.line(
-        "kiln_kube_lookups_total",
-        &[("result", "hit")],
-        s.lookups_hit,
-    );
-    m.line(
-        "kiln_kube_lookups_total",
-        &[("result", "miss")],
-        s.lookups_miss,
-    );
-}
-
-struct Writer<'a> {
-    out: &'a mut String,
-}
-
-impl Writer<'_> {
-    fn header(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    fn labels(&mut self, labels: &[(&str, &str)]) {
-        if labels.is_empty() {
-            return;
-        }
-        self.out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                self.out.push(',');
-            }
-            let _ = write!(self.out, "{k}=\"");
-            for c in v.chars() {
-                match c {
-                    '\\' => self.out.push_str("\\\\"),
-                    '"' => self.out.push_str("\\\""),
-                    '\n' => self.out.push_str("\\n"),
-                    c => self.out.push(c),
-                }
-            }
-            self.out.push('"');
-        }
-        self.out.push('}');
-    }
-
-    fn line(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.out.push_str(name);
-        self.labels(labels);
-        let _ = writeln!(self.out, " {value}");
-    }
-
-    fn float(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
-        self.labels(labels);
-        let _ = writeln!(self.out, " {value}");
-    }
-
-    fn gauge(&mut self, name: &str, help: &str, value: u64) {
-        self.header(name, "gauge", help);
-        self.line(name, &[], value);
-    }
-
-    fn counter(&mut self, name: &str, help: &str, value: u64) {
-        self.header(name, "counter", help);
-        self.line(name, &[], value);
-    }
+fn render_kube(m: &mut Exposition, s: &KubeStats, synced: bool) {
+    m.single(&KUBE_SYNCED, u64::from(synced));
+    m.single(&KUBE_PODS_INDEXED, s.pods_indexed);
+    m.single(&KUBE_CONTAINERS_INDEXED, s.containers_indexed);
+    m.single(&KUBE_POD_EVENTS_TOTAL, s.pod_events);
+    m.single(&KUBE_NODE_EVENTS_TOTAL, s.node_events);
+    m.single(&KUBE_RELISTS_TOTAL, s.relists);
+    m.single(&KUBE_STALE_PODS_REMOVED_TOTAL, s.stale_pods_removed);
+    m.single(&KUBE_LIST_REQUESTS_TOTAL, s.list_requests);
+    m.single(&KUBE_WATCH_REQUESTS_TOTAL, s.watch_requests);
+    m.single(&KUBE_WATCH_RESTARTS_TOTAL, s.watch_restarts);
+    m.single(&KUBE_WATCH_ERRORS_TOTAL, s.watch_errors);
+    m.family(&KUBE_LOOKUPS_TOTAL);
+    m.sample(&KUBE_LOOKUPS_TOTAL, &["hit"], s.lookups_hit);
+    m.sample(&KUBE_LOOKUPS_TOTAL, &["miss"], s.lookups_miss);
 }
 
 fn unix_ms() -> u64 {
@@ -705,7 +731,7 @@ async fn metrics_handler(State(m): State<Arc<AgentMetrics>>) -> impl IntoRespons
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            kiln_proto::exposition::CONTENT_TYPE,
         )],
         m.render(),
     )
@@ -745,7 +771,6 @@ mod tests {
 
     #[test]
     fn renders_kube_stats() {
-        let mut out = String::new();
         let stats = KubeStats {
             pods_indexed: 3,
             containers_indexed: 5,
@@ -755,7 +780,9 @@ mod tests {
             lookups_miss: 1,
             ..KubeStats::default()
         };
-        render_kube(&mut Writer { out: &mut out }, &stats, true);
+        let mut m = Exposition::new();
+        render_kube(&mut m, &stats, true);
+        let out = m.finish();
         for want in [
             "kiln_kube_synced 1\n",
             "kiln_kube_pods_indexed 3\n",
@@ -771,6 +798,52 @@ mod tests {
         // Without --kubernetes nothing kube-related is exported.
         let m = AgentMetrics::new(97, Duration::from_secs(1));
         assert!(!m.render().contains("kiln_kube_"));
+    }
+
+    #[test]
+    fn every_sampler_counter_appears_exactly_once() {
+        // Stat::ALL lists each counter once, in index order, and STAT_COUNT counts them.
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{} out of place in Stat::ALL", s.name());
+        }
+        let m = AgentMetrics::new(97, Duration::from_secs(1));
+        let value = |i: usize| 1_000_000 + i as u64;
+        {
+            let mut snap = m.snapshot.lock().unwrap();
+            for (i, s) in Stat::ALL.iter().enumerate() {
+                snap.sampler.0[*s as usize] = value(i);
+            }
+        }
+        let text = m.render();
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            let suffix = format!(" {}", value(i));
+            let lines: Vec<&str> = text.lines().filter(|l| l.ends_with(&suffix)).collect();
+            let want = if *s == Stat::Recorded {
+                "kiln_samples_recorded_total".to_owned()
+            } else if s.is_loss() {
+                format!("kiln_samples_lost_total{{cause=\"{}\"}}", s.name())
+            } else {
+                format!("kiln_sampler_events_total{{kind=\"{}\"}}", s.name())
+            };
+            assert_eq!(lines, [format!("{want}{suffix}")], "{}", s.name());
+        }
+    }
+
+    #[test]
+    fn each_family_is_declared_once_with_its_samples_after_it() {
+        let m = AgentMetrics::new(97, Duration::from_secs(1));
+        let text = m.render();
+        let mut declared = std::collections::HashSet::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+                assert!(declared.insert(current), "{current} declared twice");
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "{line} outside its family");
+            }
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@ static PY_PROCS: HashMap<u32, PyProcess> = HashMap::with_max_entries(defaults::P
 static PY_STACKS: LruHashMap<u64, PyStack> =
     LruHashMap::with_max_entries(defaults::PY_STACKS_ENTRIES, 0);
 
+const EEXIST: i32 = 17;
+
 const RUNNING: u32 = 0;
 const COMPLETE: u32 = 1;
 const TRUNCATED: u32 = 2;
@@ -87,9 +89,10 @@ pub fn current_stack(tgid: u32, count: impl Fn(Stat)) -> (u64, u32) {
         return (0, 0);
     };
     match read_stack(tgid, process) {
-        Ok((hash, flags, stat)) => {
-            if let Some(stat) = stat {
-                count(stat);
+        Ok((hash, flags, stat, stored)) => {
+            count(stat);
+            if stored {
+                count(Stat::PythonStacksStored);
             }
             (hash, flags)
         }
@@ -100,9 +103,10 @@ pub fn current_stack(tgid: u32, count: impl Fn(Stat)) -> (u64, u32) {
     }
 }
 
-/// Ok: (key, flags, a stat to count besides PythonStacks, if any).
+/// Ok: (key, flags, what to count: `PythonStacks`, or why the frames stop early, and
+/// whether the stack was new to `PY_STACKS`).
 #[inline(always)]
-fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>), Stat> {
+fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Stat, bool), Stat> {
     if process.supported == 0 {
         return Err(Stat::PythonUnsupported);
     }
@@ -143,7 +147,9 @@ fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>)
     let s = scratch().ok_or(Stat::PythonReadFailure)?;
     s.process = *process;
     s.frame = frame;
-    s.hash = HASH_SEED;
+    // The process is part of the key: forked workers run the same code at the same
+    // addresses, and a stack's frames are named from its own process's memory.
+    s.hash = hash_step(HASH_SEED, u64::from(tgid));
     s.len = 0;
     s.result = RUNNING;
     unsafe {
@@ -160,22 +166,23 @@ fn read_stack(tgid: u32, process: &PyProcess) -> Result<(u64, u32, Option<Stat>)
         return Err(Stat::PythonReadFailure);
     }
     let (flags, stat) = match s.result {
-        COMPLETE => (0, None),
-        FAILED => (stack_flags::PYTHON_TRUNCATED, Some(Stat::PythonReadFailure)),
-        _ => (stack_flags::PYTHON_TRUNCATED, Some(Stat::PythonTruncated)),
+        COMPLETE => (0, Stat::PythonStacks),
+        FAILED => (stack_flags::PYTHON_TRUNCATED, Stat::PythonReadFailure),
+        _ => (stack_flags::PYTHON_TRUNCATED, Stat::PythonTruncated),
     };
     s.stack.len = len as u32;
     s.stack.tgid = tgid;
     let hash = hash_finish(s.hash, len);
+    let mut stored = false;
     if unsafe { PY_STACKS.get(&hash) }.is_none() {
         match PY_STACKS.insert(&hash, &s.stack, BPF_NOEXIST as u64) {
-            Ok(()) => {}
+            Ok(()) => stored = true,
             // Another CPU stored the same stack meanwhile.
-            Err(e) if e == -17 => {}
+            Err(e) if e == -EEXIST => {}
             Err(_) => return Err(Stat::PythonStacksFull),
         }
     }
-    Ok((hash, flags, stat.or(Some(Stat::PythonStacks))))
+    Ok((hash, flags, stat, stored))
 }
 
 /// Iterations beyond [`MAX_PY_FRAMES`] for 3.12+'s shim frames, which are walked but not

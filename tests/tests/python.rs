@@ -243,6 +243,26 @@ fn source_line(text: &str) -> i64 {
     src.lines().position(|l| l.contains(text)).expect(text) as i64 + 1
 }
 
+/// A counter from kiln record's summary (`name=value` among the losses), 0 if absent.
+fn summary_count(summary: &str, name: &str) -> u64 {
+    summary
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .find_map(|part| part.strip_prefix(&format!("{name}=")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Python frames that could not be named or placed are counted fallbacks, not errors,
+/// but rare: at most 1% of the samples.
+fn assert_few_python_losses(summary: &str, all: u64) {
+    let lost = summary_count(summary, "python_code_unreadable")
+        + summary_count(summary, "python_merge_mismatch");
+    assert!(
+        lost * 100 <= all,
+        "{lost} of {all} samples lost their Python frames: {summary}"
+    );
+}
+
 /// At least 95% of the samples reach `<module>` → `main`.
 fn assert_complete_chains(stacks: &[Stack], keep: impl Fn(&Stack) -> bool) {
     let all = total(stacks, &keep);
@@ -345,10 +365,7 @@ fn pure_python_frames_replace_the_interpreter_loop_with_true_shares() {
         dive.len(),
         dive.iter().map(|f| f.line).collect::<Vec<_>>()
     );
-    assert!(
-        !summary.contains("python_code_unreadable") && !summary.contains("python_merge_mismatch"),
-        "{summary}"
-    );
+    assert_few_python_losses(&summary, all);
 }
 
 #[test]
@@ -358,7 +375,7 @@ fn native_frames_of_a_c_extension_sit_under_their_python_caller() {
     }
     let w = PyWorkload::start(PYTHON, "hashlib");
     let pid = w.pid();
-    let (profile, _) = record(pid, 10);
+    let (profile, _) = record(pid, 15);
     let truth = w.finish();
     let stacks = stacks(&profile, pid);
     let all = total(&stacks, |_| true);
@@ -489,11 +506,7 @@ fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
         native_loop as f64 >= 0.9 * all as f64,
         "{native_loop} of {all} samples keep the native interpreter loop"
     );
-    let counted = summary
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .find_map(|part| part.strip_prefix("python_unsupported="))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
+    let counted = summary_count(&summary, "python_unsupported");
     assert!(
         counted as f64 >= 0.9 * all as f64,
         "python_unsupported={counted} for {all} samples: {summary}"
@@ -611,10 +624,7 @@ fn check_pyenv_python(python: &str, dive: &str) {
         with_loop as f64 <= 0.05 * all as f64,
         "{with_loop} of {all} samples still show _PyEval_EvalFrameDefault"
     );
-    assert!(
-        !summary.contains("python_code_unreadable") && !summary.contains("python_merge_mismatch"),
-        "{summary}"
-    );
+    assert_few_python_losses(&summary, all);
 }
 
 /// A Python whose interpreter exists only in its own mount namespace (as in a container):

@@ -251,6 +251,16 @@ impl Collector {
         if !self.sampler.thread_pointer_known || self.symbolizer.python.is_registered(pid) {
             return;
         }
+        // The captured code mappings name the interpreter: other processes cost nothing
+        // more (a host may start thousands per second).
+        let maps_python = self.procs.get(pid).is_some_and(|p| {
+            p.mappings
+                .iter()
+                .any(|m| crate::runtimes::python::is_interpreter_file(&m.label))
+        });
+        if !maps_python {
+            return;
+        }
         match crate::runtimes::python::detect(pid) {
             Ok(Some(detected)) => {
                 let (major, minor) = detected.version;

@@ -170,6 +170,8 @@ pub struct Sampler {
     py_stacks_evicted: u64,
     /// Python stacks already handed out by [`Sampler::new_python_stacks`].
     py_stacks_seen: HashSet<u64>,
+    /// `Stat::PythonStacksStored` when [`Sampler::new_python_stacks`] last looked.
+    py_stacks_stored: u64,
     /// Drained samples whose user stack the LRU map had evicted (`Stat::UserStackEvicted`).
     user_stacks_evicted: u64,
     /// The user stacks of the keys the buffers keep, by hash. The kernel stores a stack
@@ -320,6 +322,7 @@ impl Sampler {
             py_stack_cache: Default::default(),
             py_stacks_evicted: 0,
             py_stacks_seen: HashSet::new(),
+            py_stacks_stored: 0,
             user_stacks_evicted: 0,
             stack_cache: Default::default(),
             retention: KeyRetention::new(config.counts_entries, config.stack_entries),
@@ -380,6 +383,16 @@ impl Sampler {
     /// Python stacks the kernel stored since the last call, with their process: naming
     /// their frames while the process lives keeps them nameable after it exits.
     pub fn new_python_stacks(&mut self) -> Vec<(u32, PythonFrames)> {
+        // The map is walked only after the kernel stored a stack: one read of the
+        // counters otherwise.
+        let stored = self
+            .stats()
+            .map(|s| s.get(Stat::PythonStacksStored))
+            .unwrap_or(u64::MAX);
+        if stored == self.py_stacks_stored {
+            return Vec::new();
+        }
+        self.py_stacks_stored = stored;
         if self.py_stacks_seen.len() > 2 * defaults::PY_STACKS_ENTRIES as usize {
             self.py_stacks_seen.clear();
         }

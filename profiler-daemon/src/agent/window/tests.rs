@@ -157,6 +157,17 @@ fn run_loop(
     capacity: usize,
     interval: Duration,
 ) -> (Vec<WindowData>, AgentMetrics) {
+    run_loop_capped(drains, config, capacity, interval, 1000)
+}
+
+/// [`run_loop`] admitting at most `max_new_series` new series per window.
+fn run_loop_capped(
+    drains: Vec<Drain>,
+    config: &AgentConfig,
+    capacity: usize,
+    interval: Duration,
+    max_new_series: usize,
+) -> (Vec<WindowData>, AgentMetrics) {
     let stop = AtomicBool::new(false);
     let metrics = AgentMetrics::new(97, Duration::from_millis(1));
     let (tx, rx) = sync_channel(capacity);
@@ -173,9 +184,7 @@ fn run_loop(
         idle_target: Arc::new(Target::new(0, 0, Default::default(), None)),
         dropped: HashSet::new(),
         meta_changes: None,
-        series: crate::agent::series::SeriesLimiter::new(
-            crate::agent::DEFAULT_MAX_NEW_SERIES_PER_WINDOW,
-        ),
+        series: SeriesLimiter::new(max_new_series),
     }
     .run()
     .unwrap();
@@ -437,5 +446,29 @@ fn windows_align_to_the_interval() {
     assert_eq!(
         aligned_end(end, Duration::from_secs(15)),
         end + Duration::from_secs(15)
+    );
+}
+
+#[test]
+fn new_series_over_the_cap_are_dropped_and_counted() {
+    let (a, _b) = (Sleeper::start(), Sleeper::start());
+    let me = std::process::id();
+    let drains = vec![Drain {
+        samples: vec![sample(a.pid(), "sleep", 3), sample(me, "worker", 2)],
+        events: vec![
+            event(proc_event::FIRST_SAMPLE, a.pid()),
+            event(proc_event::FIRST_SAMPLE, me),
+        ],
+        ..Default::default()
+    }];
+    let (windows, metrics) = run_loop_capped(drains, &AgentConfig::default(), 8, NEVER, 1);
+    let w = &windows[0];
+    assert_eq!(w.groups.len(), 1, "two new series, one admitted");
+    let admitted = w.groups[0].samples;
+    assert_eq!(metrics.series_limited.load(Relaxed), 1);
+    assert_eq!(
+        metrics.samples_series_limited.load(Relaxed),
+        5 - admitted,
+        "the refused series' samples"
     );
 }

@@ -20,6 +20,8 @@ const MAX_STRING: u64 = 1024;
 const MAX_LINETABLE: u64 = 64 * 1024;
 /// Code objects cached before the cache is cleared (a few hundred bytes each).
 const MAX_CACHED: usize = 100_000;
+/// Bytes of names and line tables cached before the cache is cleared.
+const MAX_CACHED_BYTES: usize = 32 << 20;
 
 /// What a code object tells about its frames.
 #[derive(Debug)]
@@ -40,13 +42,14 @@ pub struct PyFrameName {
 
 struct Process {
     layout: Layout,
-    mem: Option<File>,
 }
 
 #[derive(Default)]
 pub struct CodeNames {
     processes: HashMap<u32, Process>,
     cache: HashMap<(u32, u64, u32), Option<Arc<CodeInfo>>>,
+    /// Bytes of names and line tables in `cache`.
+    cached_bytes: usize,
     /// Samples whose Python frames could not all be named (a code object unreadable or
     /// not the one sampled): they keep their native stack.
     pub unreadable: u64,
@@ -58,9 +61,14 @@ pub struct CodeNames {
 impl CodeNames {
     /// Names frames of `pid` with `layout` from now on.
     pub fn register(&mut self, pid: u32, layout: Layout) {
-        let mem = File::open(format!("/proc/{pid}/mem")).ok();
-        self.processes.insert(pid, Process { layout, mem });
+        self.processes.insert(pid, Process { layout });
+        self.drop_cached(pid);
+    }
+
+    /// Drops the cached code objects of `pid`.
+    fn drop_cached(&mut self, pid: u32) {
         self.cache.retain(|(p, _, _), _| *p != pid);
+        self.cached_bytes = self.cache.values().flatten().map(|i| i.bytes()).sum();
     }
 
     pub fn any_registered(&self) -> bool {
@@ -74,7 +82,7 @@ impl CodeNames {
     /// Forgets a process that exited or exec'd.
     pub fn forget(&mut self, pid: u32) {
         if self.processes.remove(&pid).is_some() {
-            self.cache.retain(|(p, _, _), _| *p != pid);
+            self.drop_cached(pid);
         }
     }
 
@@ -85,14 +93,18 @@ impl CodeNames {
             Some(info) => info.clone(),
             None => {
                 let process = self.processes.get(&pid)?;
-                let info = process
-                    .mem
-                    .as_ref()
-                    .and_then(|mem| read_code(mem, &process.layout, frame.code, frame.tag))
+                // Opened per miss, not kept: a host may run thousands of Python
+                // processes, and misses are rare once their code objects are named.
+                let info = File::open(format!("/proc/{pid}/mem"))
+                    .ok()
+                    .and_then(|mem| read_code(&mem, &process.layout, frame.code, frame.tag))
                     .map(Arc::new);
-                if self.cache.len() >= MAX_CACHED {
+                let bytes = info.as_ref().map_or(0, |i| i.bytes());
+                if self.cache.len() >= MAX_CACHED || self.cached_bytes + bytes > MAX_CACHED_BYTES {
                     self.cache.clear();
+                    self.cached_bytes = 0;
                 }
+                self.cached_bytes += bytes;
                 self.cache.insert(key, info.clone());
                 info
             }
@@ -113,6 +125,13 @@ impl CodeNames {
             filename: info.filename.clone(),
             line,
         })
+    }
+}
+
+impl CodeInfo {
+    /// Heap bytes it holds.
+    fn bytes(&self) -> usize {
+        self.qualname.len() + self.filename.len() + self.linetable.len()
     }
 }
 
@@ -202,4 +221,69 @@ fn read_bytes_object(mem: &File, layout: &Layout, addr: u64) -> Option<Vec<u8>> 
         return None;
     }
     read_bytes(mem, addr + u64::from(layout.bytes_data), len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtimes::python::layout;
+    use profiler_common::python::PyFrame;
+
+    /// Names of a live interpreter's frames, read from its memory: the code object of a
+    /// function found by its own `id()` (CPython's address), tagged as the kernel would.
+    #[test]
+    fn names_code_objects_of_a_live_interpreter_and_rejects_a_wrong_tag() {
+        let mut child = std::process::Command::new("/usr/bin/python3.11")
+            .args([
+                "-c",
+                "class Walrus:\n    def dive(self):\n        pass\n\
+                 import sys\nprint(id(Walrus.dive.__code__), flush=True)\nsys.stdin.read()",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("Debian's python3.11 is needed for this test");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let code: u64 = line.trim().parse().unwrap();
+        let pid = child.id();
+        let layout = *layout::layout((3, 11)).unwrap();
+        // The tag as the kernel computes it, from the same bytes.
+        let mem = File::open(format!("/proc/{pid}/mem")).unwrap();
+        let bytes = read_bytes(
+            &mem,
+            code + u64::from(layout.code_tag_offset),
+            PY_CODE_TAG_BYTES as u64,
+        )
+        .unwrap();
+        let mut words = [0u64; PY_CODE_TAG_BYTES / 8];
+        for (w, c) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(c.try_into().unwrap());
+        }
+        let tag = py_code_tag(&words);
+
+        let mut names = CodeNames::default();
+        names.register(pid, layout);
+        let frame = PyFrame {
+            code,
+            tag,
+            instr: PY_INSTR_UNKNOWN,
+        };
+        let name = names.name(pid, &frame).expect("named");
+        assert_eq!(&*name.qualname, "Walrus.dive");
+        assert_eq!(&*name.filename, "<string>");
+        assert_eq!(name.line, 2);
+        // Another tag: not the code object sampled, never named.
+        let reused = PyFrame {
+            tag: tag ^ 1,
+            ..frame
+        };
+        assert!(names.name(pid, &reused).is_none());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -73,6 +73,12 @@ fn parse_map_line(line: &str) -> Option<MapLine> {
     })
 }
 
+/// Whether a mapped file's name is a CPython interpreter or its library (`python3.11`,
+/// `libpython3.11.so.1.0`).
+pub fn is_interpreter_file(name: &str) -> bool {
+    name.starts_with("libpython3") || name.starts_with("python3")
+}
+
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -142,7 +148,7 @@ pub fn detect(pid: u32) -> Result<Option<Detected>, PyError> {
         .find(|m| file_name(&m.path).starts_with("libpython3"))
         .or_else(|| {
             maps.iter()
-                .find(|m| file_name(&m.path).starts_with("python3") && m.offset == 0)
+                .find(|m| is_interpreter_file(file_name(&m.path)) && m.offset == 0)
         });
     let Some(interp) = candidate else {
         return Ok(None);
