@@ -474,7 +474,7 @@ fn deep_recursion_keeps_every_frame() {
     );
 }
 
-/// A CPython whose layout Kiln does not know (3.8, from pyenv where installed): its
+/// A CPython whose layout Kiln does not know (3.7, from pyenv where installed): its
 /// samples keep their native stack, no Python frame is invented, and the cause is
 /// counted in the recording's summary.
 #[test]
@@ -482,7 +482,7 @@ fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
     if skip_unless_root("Python frames end to end (loads eBPF)") {
         return;
     }
-    let python = "/root/.pyenv/versions/3.8.18/bin/python3.8";
+    let python = "/root/.pyenv/versions/3.7.16/bin/python3.7";
     let missing = format!("{python} is not installed (pyenv)");
     if skip_unless(Path::new(python).exists(), python, &missing) {
         return;
@@ -583,8 +583,13 @@ fn python_3_13_frames_replace_the_interpreter_loop_with_true_shares() {
     check_pyenv_python("/root/.pyenv/versions/3.13.0/bin/python3.13", "Walrus.dive");
 }
 
-/// CPython 3.9 and 3.10: frame objects, one interpreter activation per frame, and no
+/// CPython 3.8 to 3.10: frame objects, one interpreter activation per frame, and no
 /// qualname (py-spy too shows `co_name` for them).
+#[test]
+fn python_3_8_frames_replace_the_interpreter_loop_with_true_shares() {
+    check_pyenv_python("/root/.pyenv/versions/3.8.18/bin/python3.8", "dive");
+}
+
 #[test]
 fn python_3_9_and_3_10_frames_replace_the_interpreter_loop_with_true_shares() {
     check_pyenv_python("/root/.pyenv/versions/3.10.13/bin/python3.10", "dive");

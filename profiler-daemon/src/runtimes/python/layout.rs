@@ -1,7 +1,7 @@
 //! Where CPython keeps what Kiln reads, by version: byte offsets taken from CPython's own
 //! headers (`Include/internal/pycore_runtime.h`, `pycore_frame.h`, `cpython/pystate.h`,
-//! `cpython/code.h`, `cpython/frameobject.h`, `cpython/unicodeobject.h`) for x86_64 (3.9
-//! to 3.12), or from the `_Py_DebugOffsets` the interpreter publishes (3.13), and checked
+//! `cpython/code.h`, `cpython/frameobject.h`, `cpython/unicodeobject.h`; 3.8's
+//! `internal/pycore_pystate.h`, `code.h`, `frameobject.h`) for x86_64 (3.8 to 3.12), or from the `_Py_DebugOffsets` the interpreter publishes (3.13), and checked
 //! against the headers by tests that compile `offsetof` of each field with each installed
 //! interpreter's headers.
 
@@ -11,7 +11,7 @@ use profiler_common::python::PY_CODE_TAG_BYTES;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub version: (u32, u32),
-    /// `_PyRuntime.gilstate.autoTSSkey` (3.11), `_PyRuntime.autoTSSkey` (3.12): the
+    /// `_PyRuntime.gilstate.autoTSSkey` (3.8 to 3.11), `_PyRuntime.autoTSSkey` (3.12): the
     /// `Py_tss_t` holding the pthread key of the thread's state (`_key` at 4, after
     /// `_is_initialized`).
     pub runtime_tss: u64,
@@ -26,13 +26,13 @@ pub struct Layout {
     pub frame_previous: u32,
     pub frame_prev_instr: u32,
     /// Up to 3.10: `PyFrameObject.f_lasti` and the bytes per unit it counts (3.10: code
-    /// units of 2 bytes; 3.9: bytes); the instruction is then not a pointer.
+    /// units of 2 bytes; 3.8, 3.9: bytes); the instruction is then not a pointer.
     pub frame_lasti: Option<(u32, u32)>,
     /// How an activation's entry frame is marked: 3.11 `is_entry`, 3.12 a shim frame
     /// whose `owner` is `FRAME_OWNED_BY_CSTACK` below it; up to 3.10 every frame has its
     /// own activation.
     pub entry: EntryMark,
-    /// How `co_linetable` (`co_lnotab` in 3.9) maps offsets to lines.
+    /// How `co_linetable` (`co_lnotab` in 3.8 and 3.9) maps offsets to lines.
     pub lines: LineFormat,
     /// Where the bytes hashed into a frame's tag start (they end with `co_qualname`).
     pub code_tag_offset: u32,
@@ -60,7 +60,7 @@ pub enum LineFormat {
     Locations,
     /// 3.10 `co_linetable`: (byte delta, signed line delta) pairs.
     Linetable310,
-    /// 3.9 `co_lnotab`: (byte delta, signed line delta) pairs, deltas applied before.
+    /// 3.8 and 3.9 `co_lnotab`: (byte delta, signed line delta) pairs, deltas applied before.
     Lnotab,
 }
 
@@ -125,13 +125,20 @@ const PY312: Layout = Layout {
     bytes_data: 32,
 };
 
-/// 3.9 and 3.10 (`Include/cpython/frameobject.h`, `cpython/code.h`,
-/// `internal/pycore_runtime.h`): frame objects linked by `f_back`, one interpreter
-/// activation each; no qualname (`co_name` instead).
-const fn frame_objects(version: (u32, u32), lasti: u32, scale: u32, lines: LineFormat) -> Layout {
+/// 3.8 to 3.10 (`Include/cpython/frameobject.h`, `cpython/code.h`,
+/// `internal/pycore_runtime.h`; 3.8: `internal/pycore_pystate.h`): frame objects linked by
+/// `f_back`, one interpreter activation each; no qualname (`co_name` instead). Only where
+/// `_PyRuntime` keeps the TLS key and how `f_lasti` counts differ between them.
+const fn frame_objects(
+    version: (u32, u32),
+    runtime_tss: u64,
+    lasti: u32,
+    scale: u32,
+    lines: LineFormat,
+) -> Layout {
     Layout {
         version,
-        runtime_tss: 584,
+        runtime_tss,
         tstate_cframe: None,
         current_frame: 24,
         frame_code: 32,
@@ -155,8 +162,11 @@ const fn frame_objects(version: (u32, u32), lasti: u32, scale: u32, lines: LineF
     }
 }
 
-const PY39: Layout = frame_objects((3, 9), 104, 1, LineFormat::Lnotab);
-const PY310: Layout = frame_objects((3, 10), 96, 2, LineFormat::Linetable310);
+// 3.8's `_PyRuntimeState` keeps more before `gilstate` (its `interpreters`, `xidregistry`
+// and finalization state) than 3.9's.
+const PY38: Layout = frame_objects((3, 8), 1392, 104, 1, LineFormat::Lnotab);
+const PY39: Layout = frame_objects((3, 9), 584, 104, 1, LineFormat::Lnotab);
+const PY310: Layout = frame_objects((3, 10), 584, 96, 2, LineFormat::Linetable310);
 
 /// Bytes of `_Py_DebugOffsets` (3.13) read from the start of `_PyRuntime`.
 pub const DEBUG_OFFSETS_BYTES: u64 = 73 * 8;
@@ -214,6 +224,7 @@ pub fn from_debug_offsets(version: (u32, u32), bytes: &[u8]) -> Option<Layout> {
 /// [`from_debug_offsets`]).
 pub fn layout(version: (u32, u32)) -> Option<&'static Layout> {
     match version {
+        (3, 8) => Some(&PY38),
         (3, 9) => Some(&PY39),
         (3, 10) => Some(&PY310),
         (3, 11) => Some(&PY311),
@@ -236,9 +247,9 @@ mod tests {
             .output()
             .ok()?;
         let dir = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-        std::path::Path::new(&dir)
-            .join("internal/pycore_runtime.h")
-            .exists()
+        // 3.8 keeps `_PyRuntimeState` in pycore_pystate.h.
+        let internal = std::path::Path::new(&dir).join("internal");
+        (internal.join("pycore_runtime.h").exists() || internal.join("pycore_pystate.h").exists())
             .then_some(dir)
     }
 
@@ -260,7 +271,11 @@ mod tests {
 #else
 #include <frameobject.h>
 #endif
+#if PY_MINOR_VERSION >= 9
 #include <internal/pycore_runtime.h>
+#else
+#include <internal/pycore_pystate.h>
+#endif
 #include <stddef.h>
 #include <stdio.h>
 int main(void) {
@@ -393,8 +408,9 @@ int main(void) {
     }
 
     #[test]
-    fn python_3_9_and_3_10_layouts_match_their_headers() {
+    fn python_3_8_to_3_10_layouts_match_their_headers() {
         for (python, version) in [
+            ("/root/.pyenv/versions/3.8.18/bin/python3.8", (3, 8)),
             ("/root/.pyenv/versions/3.9.18/bin/python3.9", (3, 9)),
             ("/root/.pyenv/versions/3.10.13/bin/python3.10", (3, 10)),
         ] {
@@ -446,7 +462,7 @@ int main(void) {
 
     #[test]
     fn unknown_versions_have_no_layout() {
-        assert!(layout((3, 8)).is_none());
+        assert!(layout((3, 7)).is_none());
         assert!(layout((3, 14)).is_none());
     }
 }

@@ -1,5 +1,5 @@
 //! Line tables of code objects: the line of an instruction offset. 3.11+ location tables
-//! (`co_linetable`, `Objects/locations.md`), 3.10's `co_linetable` and 3.9's `co_lnotab`
+//! (`co_linetable`, `Objects/locations.md`), 3.10's `co_linetable` and 3.8's and 3.9's `co_lnotab`
 //! (`Objects/lnotab_notes.txt`).
 //!
 //! The 3.11+ format:
@@ -42,7 +42,7 @@ fn line_at_310(table: &[u8], first_line: i32, offset: u32) -> Option<u32> {
     None
 }
 
-/// 3.9: (byte delta, signed line delta) pairs, the line delta applying from the offset
+/// 3.8, 3.9: (byte delta, signed line delta) pairs, the line delta applying from the offset
 /// the byte deltas reach (`PyCode_Addr2Line`).
 fn line_at_lnotab(table: &[u8], first_line: i32, offset: u32) -> Option<u32> {
     let mut line = first_line;
@@ -220,6 +220,10 @@ for c in walk(code):
         check_lines("/usr/bin/python3.11", LineFormat::Locations);
         // Other versions from pyenv, where installed (Debian 12 has only 3.11).
         for (python, format) in [
+            (
+                "/root/.pyenv/versions/3.8.18/bin/python3.8",
+                LineFormat::Lnotab,
+            ),
             (
                 "/root/.pyenv/versions/3.9.18/bin/python3.9",
                 LineFormat::Lnotab,
