@@ -131,20 +131,31 @@ fn py_spy_shares(path: &Path) -> HashMap<String, f64> {
 
 /// Records `pid` for `seconds`; returns the profile and kiln's stderr (its summary).
 fn record(pid: u32, seconds: u32) -> (Profile, String) {
+    record_with(pid, seconds, &[])
+}
+
+/// [`record`] with more arguments for `kiln record`.
+fn record_with(pid: u32, seconds: u32, extra: &[&str]) -> (Profile, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.pb.gz");
     let (pid, seconds) = (pid.to_string(), seconds.to_string());
-    let o = kiln(&[
-        "record",
-        "--pid",
-        &pid,
-        "-F",
-        "999",
-        "-d",
-        &seconds,
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = kiln(
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "-F",
+            "999",
+            "-d",
+            &seconds,
+            "-o",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
     assert_success(&o);
     (
         read_pprof(&out),
@@ -511,6 +522,34 @@ fn an_unsupported_version_keeps_native_stacks_and_is_counted() {
         counted as f64 >= 0.9 * all as f64,
         "python_unsupported={counted} for {all} samples: {summary}"
     );
+}
+
+/// `--no-python-frames` leaves CPython processes alone: their samples keep the native
+/// interpreter loop and no Python stack is read (what `bench python` compares against).
+#[test]
+fn no_python_frames_keeps_the_native_interpreter_loop() {
+    if skip_unless_root("Python frames end to end (loads eBPF)") {
+        return;
+    }
+    let w = PyWorkload::start(PYTHON, "pure");
+    let pid = w.pid();
+    let (profile, summary) = record_with(pid, 3, &["--no-python-frames"]);
+    w.finish();
+    let stacks = stacks(&profile, pid);
+    let all = total(&stacks, |_| true);
+    assert!(all > 100, "only {all} samples");
+    let python_frames = total(&stacks, |s| {
+        s.frames.iter().any(|f| f.file.ends_with(".py"))
+    });
+    assert_eq!(python_frames, 0, "Python frames despite --no-python-frames");
+    let native_loop = total(&stacks, |s| s.has("_PyEval_EvalFrameDefault"));
+    assert!(
+        native_loop as f64 >= 0.9 * all as f64,
+        "{native_loop} of {all} samples keep the native interpreter loop"
+    );
+    for stat in ["python_stacks", "python_unsupported"] {
+        assert_eq!(summary_count(&summary, stat), 0, "{stat}: {summary}");
+    }
 }
 
 /// A process that exits in the middle of the recording still has its Python frames: its

@@ -248,7 +248,7 @@ impl Collector {
     /// If `pid` runs CPython, tells the kernel side to read its threads' Python frames (or,
     /// for a version Kiln has no layout for, to count its samples as unsupported).
     fn watch_python(&mut self, pid: u32) {
-        if !self.sampler.thread_pointer_known || self.symbolizer.python.is_registered(pid) {
+        if !self.sampler.python_frames || self.symbolizer.python.is_registered(pid) {
             return;
         }
         // The captured code mappings name the interpreter: other processes cost nothing

@@ -40,6 +40,8 @@ pub struct SamplerConfig {
     pub stack_entries: u32,
     /// Read goroutine pprof labels of Go programs.
     pub go_labels: bool,
+    /// Read the Python frames of CPython processes.
+    pub python_frames: bool,
     /// DWARF unwinding of processes whose binaries have CFI.
     pub unwind: crate::unwind::UnwindConfig,
 }
@@ -56,6 +58,8 @@ pub struct SamplerTuning {
     pub stack_entries: u32,
     /// Read goroutine pprof labels of Go programs.
     pub go_labels: bool,
+    /// Read the Python frames of CPython processes.
+    pub python_frames: bool,
     pub unwind: crate::unwind::UnwindConfig,
     /// How often samples are moved out of the kernel, in milliseconds.
     pub drain_interval_ms: u64,
@@ -70,6 +74,7 @@ impl SamplerTuning {
             counts_entries: self.counts_entries,
             stack_entries: self.stack_entries,
             go_labels: self.go_labels,
+            python_frames: self.python_frames,
             unwind: self.unwind.clone(),
         }
     }
@@ -84,6 +89,7 @@ impl Default for SamplerConfig {
             counts_entries: defaults::COUNTS_ENTRIES,
             stack_entries: defaults::STACK_ENTRIES,
             go_labels: true,
+            python_frames: true,
             unwind: Default::default(),
         }
     }
@@ -157,9 +163,9 @@ pub struct Sampler {
     go_label_sets: [HashMap<MapData, GoLabelSetKey, GoLabels>; 2],
     /// Whether goroutine labels can be read on this kernel (BTF gave fsbase's offset).
     pub go_labels_supported: bool,
-    /// Whether threads' thread pointers can be read (BTF gave fsbase's offset), which
-    /// finding Python thread states needs.
-    pub thread_pointer_known: bool,
+    /// Whether Python frames are read: asked for, and threads' thread pointers can be
+    /// read (BTF gave fsbase's offset), which finding Python thread states needs.
+    pub python_frames: bool,
     user_stacks: HashMap<MapData, u64, UserStack>,
     py_procs: HashMap<MapData, u32, PyProcess>,
     py_stacks: HashMap<MapData, u64, PyStack>,
@@ -315,7 +321,7 @@ impl Sampler {
             go_procs,
             go_label_sets,
             go_labels_supported: config.go_labels && fsbase_offset != 0,
-            thread_pointer_known: fsbase_offset != 0,
+            python_frames: config.python_frames && fsbase_offset != 0,
             user_stacks,
             py_procs,
             py_stacks,

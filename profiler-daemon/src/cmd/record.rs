@@ -60,6 +60,11 @@ pub struct SamplerArgs {
     #[arg(long)]
     pub no_go_labels: bool,
 
+    /// Do not read the Python frames of CPython processes (their samples then show the
+    /// interpreter's native frames, `_PyEval_EvalFrameDefault`).
+    #[arg(long)]
+    pub no_python_frames: bool,
+
     /// Walk user stacks with frame pointers only (bpf_get_stack), never with the
     /// binaries' DWARF unwind tables (.eh_frame). Cheaper; stacks through code built
     /// without frame pointers (most distribution libraries, -O2 C, Rust release) break.
@@ -93,6 +98,7 @@ impl SamplerArgs {
             counts_entries: self.counts_map_entries,
             stack_entries: self.stack_map_entries,
             go_labels: !self.no_go_labels,
+            python_frames: !self.no_python_frames,
             unwind: crate::unwind::UnwindConfig {
                 enabled: !self.no_dwarf_unwind,
                 table_bytes: self.unwind_table_mib.max(1) << 20,

@@ -3,8 +3,9 @@
 //! Modules: [`peers`] (perf, bcc, bpftrace: install and describe), [`watch`] (a
 //! profiler process's rusage, RSS and bpf program stats), [`workload`] (the programs
 //! being profiled), [`stats`] (rates and medians), [`report`] (tables, goals and
-//! docs/benchmarks.md), [`sampler`] (`bench sampler`) and [`scale`] (`bench scale`, the
-//! agent against many processes; see that module).
+//! docs/benchmarks.md), [`sampler`] (`bench sampler`), [`scale`] (`bench scale`, the
+//! agent against many processes; see that module) and [`python`] (`bench python`, Python
+//! frames against `--no-python-frames` and py-spy; see that module).
 //!
 //! `bench sampler` runs a 2-thread workload (CPU-bound or syscall-heavy) and, for each
 //! sampling frequency, records the whole host with kiln, `perf record -g` and bcc's
@@ -30,6 +31,7 @@
 //! docs/benchmarks.md.
 
 mod peers;
+mod python;
 mod report;
 mod sampler;
 mod scale;
@@ -46,6 +48,9 @@ pub enum Bench {
     /// The agent at scale: `kiln agent` CPU and RSS against 100 to 5,000 live processes
     /// and against 1,000 new processes per second.
     Scale(scale::ScaleArgs),
+    /// Python frames: BPF time they add, and host cost and throughput loss against
+    /// py-spy, on one CPU-bound CPython process at 100 Hz.
+    Python(python::PythonArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -79,5 +84,6 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
     match which {
         Bench::Sampler(args) => sampler::run(args),
         Bench::Scale(args) => scale::run(args),
+        Bench::Python(args) => python::run(args),
     }
 }
