@@ -273,7 +273,7 @@ fn verdict(reps: &Reps) -> String {
         s,
         "- BPF time Python frames add per sample of a 30-frame Python stack (kiln minus kiln \
          --no-python-frames, per repetition): {} ns; goal under 1,500 ns: {}.",
-        spread(added.iter().copied(), &ns),
+        spread(added.iter().copied(), ns),
         match med(&added) {
             Some(x) if x < 1500.0 => "met",
             Some(_) => "NOT met",
@@ -292,13 +292,13 @@ fn verdict(reps: &Reps) -> String {
         s,
         "- Host cost, kiln minus py-spy (per repetition, in points of one CPU): {}; goal kiln \
          below py-spy: {host_verdict}.",
-        spread(host.iter().copied(), &|x| format!("{:+.2}", x * 100.0)),
+        spread(host.iter().copied(), |x| format!("{:+.2}", x * 100.0)),
     );
     let _ = writeln!(
         s,
         "- Workload wall-clock loss, kiln minus py-spy (per repetition, points): {}. Losses \
          whose range spans zero are below what this shared machine resolves.",
-        spread(loss.iter().copied(), &|x| format!("{:+.1}", x * 100.0)),
+        spread(loss.iter().copied(), |x| format!("{:+.1}", x * 100.0)),
     );
     s
 }
