@@ -1,0 +1,77 @@
+//! Servers under test bind port 0 and say which address they got; tests read it from
+//! the server's log instead of picking a port and hoping it stays free.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// The address in the first line of `log` containing `marker` followed by
+/// `http://HOST:PORT` (e.g. `serving metrics on `), with an unspecified host (0.0.0.0,
+/// `[::]`) turned into loopback so a test can connect to it.
+pub fn announced_addr(log: &str, marker: &str) -> Option<SocketAddr> {
+    log.lines().find_map(|line| {
+        let rest = &line[line.find(marker)? + marker.len()..];
+        let rest = rest.strip_prefix("http://")?;
+        let end = rest.find('/').unwrap_or(rest.len());
+        let end = rest[..end].find(char::is_whitespace).unwrap_or(end);
+        let mut addr: SocketAddr = rest[..end].parse().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Some(addr)
+    })
+}
+
+/// Waits until `child`, logging to the file `log`, announces its address after `marker`
+/// (see [`announced_addr`]); panics with the log when it exits first or after `timeout`.
+pub fn wait_for_announced_addr(
+    child: &mut Child,
+    log: &Path,
+    marker: &str,
+    timeout: Duration,
+) -> SocketAddr {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = announced_addr(&text, marker) {
+            return addr;
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!(
+                "pid {} exited ({status}) before announcing \"{marker}\":\n{text}",
+                child.id()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no \"{marker}\" after {timeout:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_announced_address() {
+        let log = "[INFO] starting\n[INFO x] serving metrics on http://127.0.0.1:4321/metrics and /healthz\n";
+        assert_eq!(
+            announced_addr(log, "serving metrics on "),
+            Some(([127, 0, 0, 1], 4321).into())
+        );
+        assert_eq!(
+            announced_addr(
+                "kiln: serving the UI and API on http://0.0.0.0:80\n",
+                "API on "
+            ),
+            Some(([127, 0, 0, 1], 80).into())
+        );
+        assert_eq!(
+            announced_addr("serving metrics on nothing", "serving metrics on "),
+            None
+        );
+    }
+}
