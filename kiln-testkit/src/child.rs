@@ -2,6 +2,10 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The secret test processes carry in their environment; it must never surface in
+/// anything Kiln exports, logs or serves.
+pub const SECRET_VALUE: &str = "hunter2-kiln-secret";
+
 /// A child process killed (by pid) and reaped when dropped.
 pub struct ChildGuard(pub Child);
 
@@ -23,8 +27,38 @@ impl ChildGuard {
         )
     }
 
+    /// `sleep 30` with exactly `PATH` and `env`, no stdin.
+    pub fn sleep_with_env(env: &[(&str, &str)]) -> Self {
+        // spawn() returns after a successful exec, so /proc/<pid>/exe is sleep.
+        Self::spawn(
+            Command::new("sleep")
+                .arg("30")
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .envs(env.iter().copied())
+                .stdin(Stdio::null()),
+        )
+    }
+
+    /// `sleep 30` with `REGION=us-west-1`, `SECRET=<SECRET_VALUE>` and decoys whose names
+    /// only resemble `REGION`.
+    pub fn sleep_with_secret() -> Self {
+        Self::sleep_with_env(&[
+            ("REGION", "us-west-1"),
+            ("SECRET", SECRET_VALUE),
+            ("REGION_SECRET", SECRET_VALUE),
+            ("XREGION", SECRET_VALUE),
+        ])
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// Kills and reaps the child now, so its pid is gone; returns the pid.
+    pub fn kill_and_reap(self) -> u32 {
+        self.pid()
+        // Dropped here: killed and reaped.
     }
 
     /// Waits until the child exits, asserts that it succeeded, and returns its stdout

@@ -17,7 +17,7 @@ pub mod server;
 pub mod workload;
 
 pub use cgroup::{cgroup2_mount, CgroupTree, UNIFIED};
-pub use child::ChildGuard;
+pub use child::{ChildGuard, SECRET_VALUE};
 pub use http::{get_json, http_get, request, urlencode, Answer};
 pub use listen::{announced_addr, wait_for_announced_addr};
 #[cfg(feature = "server")]
