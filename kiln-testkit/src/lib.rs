@@ -19,7 +19,7 @@ pub mod workload;
 pub use cgroup::{cgroup2_mount, CgroupTree, UNIFIED};
 pub use child::{ChildGuard, SECRET_VALUE};
 pub use http::{get_json, http_get, request, urlencode, Answer};
-pub use listen::{announced_addr, wait_for_announced_addr};
+pub use listen::{announced_addr, spawn_announced, wait_for_announced_addr};
 #[cfg(feature = "server")]
 pub use server::TestServer;
 pub use workload::{build_workload, workspace_root};

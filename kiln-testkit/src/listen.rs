@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use crate::ChildGuard;
 
 /// The address in the first line of `log` containing `marker` followed by
 /// `http://HOST:PORT` (e.g. `serving metrics on `), with an unspecified host (0.0.0.0,
@@ -49,6 +51,16 @@ pub fn wait_for_announced_addr(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Spawns `cmd` with its stderr in the file `log` and waits (up to 30 s) until it
+/// announces its address after `marker` there.
+pub fn spawn_announced(cmd: &mut Command, log: &Path, marker: &str) -> (ChildGuard, SocketAddr) {
+    let file =
+        std::fs::File::create(log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+    let mut child = ChildGuard::spawn(cmd.stderr(file));
+    let addr = wait_for_announced_addr(&mut child.0, log, marker, Duration::from_secs(30));
+    (child, addr)
 }
 
 #[cfg(test)]

@@ -100,6 +100,24 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Stops serving and closes the store, panicking when closing fails.
+    pub fn stop(mut self) {
+        self.halt();
+        self.store.close().expect("close store");
+        self.dir.take();
+    }
+
+    fn halt(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

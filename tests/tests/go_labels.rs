@@ -498,33 +498,19 @@ fn rideshare_vehicle_tag_through_kiln_run() {
     std::fs::create_dir_all(workspace_root().join("target/test-workloads/go-labels")).unwrap();
     let service = build(".", "rideshare");
     let loadgen = build("./loadgen", "rideshare-loadgen");
-    let port = free_port();
-    let target = format!("http://127.0.0.1:{port}");
-    let _instance = ChildGuard::spawn(
+    let data = tempfile::tempdir().unwrap();
+    let (_instance, addr) = spawn_announced(
         Command::new(&service)
             .env("REGION", "eu-north-1")
-            .env("LISTEN", format!("127.0.0.1:{port}"))
-            .stderr(Stdio::null()),
+            .env("LISTEN", "127.0.0.1:0"),
+        &data.path().join("rideshare.log"),
+        "listening on ",
     );
-    let data = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let api = format!("http://{listen}");
-    let mut kiln = ChildGuard::spawn(
-        Command::new(kiln_bin())
-            .args(["run", "--listen", &listen, "--data-dir"])
-            .arg(data.path())
-            .args(["--collect-interval", "5", "--frequency", "99"])
-            .env("RUST_LOG", "warn"),
+    let target = format!("http://{addr}");
+    let (mut kiln, api) = start_kiln_run(
+        &data.path().join("store"),
+        &["--collect-interval", "5", "--frequency", "99"],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&format!("{api}/healthz")).map(|r| r.0).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "kiln run did not come up");
-        assert!(
-            kiln.0.try_wait().unwrap().is_none(),
-            "kiln run exited early"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let from = now();
     let _load = ChildGuard::spawn(
         Command::new(&loadgen)

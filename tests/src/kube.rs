@@ -9,8 +9,6 @@
 //! and delivered as `ADDED` events, so list and watch agree.
 //!
 //! The server runs on its own tokio runtime, shut down on drop.
-//! Included by path (`#[path = "../src/kube_support.rs"]`).
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
     collections::HashMap,
