@@ -86,4 +86,18 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn spawned_child_announces_its_address() {
+        let dir = std::env::temp_dir().join(format!("kiln-testkit-{}", crate::random_u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("child.log");
+        let (_child, addr) = spawn_announced(
+            Command::new("sh").args(["-c", "echo 'up on http://127.0.0.1:9/x' >&2; sleep 30"]),
+            &log,
+            "up on ",
+        );
+        assert_eq!(addr, ([127, 0, 0, 1], 9).into());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
