@@ -10,6 +10,7 @@ mod cgroup;
 mod child;
 pub mod flamebearer;
 pub mod http;
+pub mod kube;
 pub mod listen;
 pub mod pprof;
 #[cfg(feature = "server")]
