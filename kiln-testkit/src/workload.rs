@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
@@ -17,6 +18,11 @@ pub fn workspace_root() -> PathBuf {
 /// `extra_flags` into `target/test-workloads/` (again only when the source is newer) and
 /// returns the executable.
 pub fn build_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
+    // One build at a time in this process: tests running side by side ask for the same
+    // workload, and replacing a file another test just started would leave its process
+    // mapping a deleted file (which cannot be symbolized).
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let src = workspace_root()
         .join("tests/workloads")
         .join(format!("{name}.c"));
@@ -35,7 +41,7 @@ pub fn build_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
     if exe.is_file() && newer(&exe, &src) {
         return exe;
     }
-    // Build under a unique name, then rename: tests running side by side share the cache
+    // Build under a unique name, then rename: test processes side by side share the cache
     // and never see a half-written file.
     static BUILDS: AtomicUsize = AtomicUsize::new(0);
     let n = BUILDS.fetch_add(1, Ordering::Relaxed);

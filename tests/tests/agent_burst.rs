@@ -147,7 +147,7 @@ fn processes_that_exit_before_discovery_keep_their_samples() {
     // A unique executable name, which becomes the processes' comm and service name.
     let name = format!("kb{}", &token()[..8]);
     let exe = tmp.path().join(&name);
-    std::fs::rename(&built, &exe).expect("rename workload");
+    std::fs::copy(&built, &exe).expect("copy workload");
     let out = tmp.path().join("profiles");
     let agent = Agent::start(
         &[
