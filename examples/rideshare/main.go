@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -125,6 +126,11 @@ func main() {
 		fmt.Fprintf(w, "{\"region\":%q,\"phase\":%q,\"phaseSeconds\":%d,\"uptime\":%.3f}\n",
 			region, phase, phaseSeconds, time.Since(started).Seconds())
 	})
-	log.Printf("rideshare in %s listening on %s (mutex phase %d s)", region, addr, phaseSeconds)
-	log.Fatal(http.ListenAndServe(addr, nil))
+	// Bind first and log the bound address, so LISTEN=127.0.0.1:0 works (tests use it).
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("rideshare in %s listening on http://%s (mutex phase %d s)", region, listener.Addr(), phaseSeconds)
+	log.Fatal(http.Serve(listener, nil))
 }

@@ -2,14 +2,12 @@
 //! `kiln_labels::Discoverer` with the Kubernetes provider fed by a local
 //! fake API server.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use kiln_kube::KubeConfig;
 use kiln_labels::{Discoverer, DiscoveryOptions};
+use kiln_testkit::kube::*;
 use kiln_testkit::{
     cgroup2_mount, random_container_id, random_pod_uid, skip_unless, skip_unless_root, CgroupTree,
     ChildGuard,
@@ -56,11 +54,11 @@ async fn discoverer_labels_processes_in_pod_cgroups() {
                 "8",
                 NODE,
                 &[
-                    C {
+                    Container {
                         name: "api",
                         id: &id_api,
                     },
-                    C {
+                    Container {
                         name: "envoy",
                         id: &id_envoy,
                     },
@@ -74,7 +72,7 @@ async fn discoverer_labels_processes_in_pod_cgroups() {
                 "worker-0",
                 "9",
                 NODE,
-                &[C {
+                &[Container {
                     name: "worker",
                     id: &id_worker,
                 }],

@@ -3,12 +3,10 @@
 //! (resumed from the last resourceVersion), and a 410 Gone (relist that
 //! removes stale pods).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use kiln_kube::KubeConfig;
+use kiln_testkit::kube::*;
 use kiln_testkit::{random_container_id, random_pod_uid};
 use serde_json::json;
 
@@ -34,11 +32,11 @@ async fn list_watch_drop_resume_and_relist() {
             rv,
             NODE,
             &[
-                C {
+                Container {
                     name: "api",
                     id: &ids[0],
                 },
-                C {
+                Container {
                     name: "envoy",
                     id: &ids[1],
                 },
@@ -53,7 +51,7 @@ async fn list_watch_drop_resume_and_relist() {
         "worker-0",
         "101",
         NODE,
-        &[C {
+        &[Container {
             name: "worker",
             id: &ids[2],
         }],
@@ -123,7 +121,7 @@ async fn list_watch_drop_resume_and_relist() {
         "report-1",
         "121",
         NODE,
-        &[C {
+        &[Container {
             name: "report",
             id: &ids[3],
         }],
@@ -176,7 +174,7 @@ async fn list_watch_drop_resume_and_relist() {
         "cart-0",
         "131",
         NODE,
-        &[C {
+        &[Container {
             name: "cart",
             id: &ids[4],
         }],
@@ -199,7 +197,7 @@ async fn list_watch_drop_resume_and_relist() {
         "search-0",
         "140",
         NODE,
-        &[C {
+        &[Container {
             name: "search",
             id: &ids[5],
         }],

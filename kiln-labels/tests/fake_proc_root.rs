@@ -2,13 +2,11 @@
 //! the full pipeline (cmdline, hostname, env, cgroup, relabeling) can be
 //! checked on exact inputs. Real processes are covered by the other tests.
 
-mod common;
-
 use std::path::Path;
 
-use common::SECRET_VALUE;
 use kiln_labels::targets::format_target;
 use kiln_labels::{AgentConfig, Discoverer};
+use kiln_testkit::SECRET_VALUE;
 use kiln_testkit::{random_container_id, random_pod_uid};
 
 /// Builds `<root>/<pid>/{stat,cgroup,environ,cmdline,exe}` and

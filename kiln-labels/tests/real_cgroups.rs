@@ -6,15 +6,13 @@
 //! remove the cgroups even when an assertion fails (locals drop in reverse
 //! order: child first, then the tree).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use kiln_labels::targets::format_target;
 use kiln_labels::{AgentConfig, Discoverer, Labels, MetaLabelProvider, Target, Workload};
 use kiln_testkit::{
-    random_container_id, random_pod_uid, skip_unless, skip_unless_root, CgroupTree, UNIFIED,
+    random_container_id, random_pod_uid, skip_unless, skip_unless_root, CgroupTree, ChildGuard,
+    SECRET_VALUE, UNIFIED,
 };
 
 fn discoverer(extra_toml: &str) -> Discoverer {
@@ -63,7 +61,7 @@ fn assert_sleep_basics(target: &Target, pid: u32, cgroup_path: &str) {
 fn run_in_cgroup(mount: &str, relative: &str, check: impl FnOnce(&Target, &str)) {
     let mut tree = CgroupTree::new(mount);
     let path = tree.create(relative);
-    let child = SleepChild::spawn();
+    let child = ChildGuard::sleep_with_secret();
     tree.move_into(&path, child.pid());
     let mut d = discoverer("");
     let target = d
@@ -288,7 +286,7 @@ fn provider_labels_drive_service_name_and_pod_labels() {
     let (id, uid) = (random_container_id(), random_pod_uid());
     let mut tree = CgroupTree::new(UNIFIED);
     let path = tree.create(&format!("kubepods/burstable/pod{uid}/{id}"));
-    let child = SleepChild::spawn();
+    let child = ChildGuard::sleep_with_secret();
     tree.move_into(&path, child.pid());
 
     let mut d = discoverer("");
@@ -319,7 +317,7 @@ fn relabel_drop_by_container_and_cache_refresh_on_exec() {
     let mut tree = CgroupTree::new(UNIFIED);
     let dropped_path = tree.create(&format!("docker/{dropped_id}"));
     let kept_path = tree.create(&format!("docker/{kept_id}"));
-    let child = SleepChild::spawn();
+    let child = ChildGuard::sleep_with_secret();
     tree.move_into(&dropped_path, child.pid());
 
     let mut d = discoverer(&format!(

@@ -1,12 +1,10 @@
 //! Processes that exit between listing and reading: no panic, `None`,
 //! counted as vanished. Runs without root.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::SleepChild;
 use kiln_labels::{DiscoverError, Discoverer, DiscoveryOptions};
+use kiln_testkit::ChildGuard;
 
 fn discoverer() -> Discoverer {
     Discoverer::new(DiscoveryOptions::default()).expect("discoverer")
@@ -15,7 +13,7 @@ fn discoverer() -> Discoverer {
 #[test]
 fn reaped_process_listed_earlier_yields_none() {
     let mut d = discoverer();
-    let child = SleepChild::spawn();
+    let child = ChildGuard::sleep_with_secret();
     let pid = child.pid();
     let listed = d.list_pids().expect("list /proc");
     assert!(listed.contains(&pid), "child must be listed while alive");
@@ -57,10 +55,10 @@ fn zombie_process_yields_none() {
 #[test]
 fn cached_target_of_exited_process_is_pruned() {
     let mut d = discoverer();
-    let child = SleepChild::spawn();
+    let child = ChildGuard::sleep_with_secret();
     let pid = child.pid();
     assert!(d.target(pid).is_some());
-    let alive = SleepChild::spawn();
+    let alive = ChildGuard::sleep_with_secret();
     assert!(d.target(alive.pid()).is_some());
     assert_eq!(d.cached(), 2);
     child.kill_and_reap();

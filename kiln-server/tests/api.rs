@@ -2,9 +2,7 @@
 //! legacy ingest (folded, lines, pprof, multipart), render, diff, labels, group totals,
 //! export, metrics, health, UI.
 
-mod common;
-
-use common::*;
+use kiln_testkit::{flamebearer::*, pprof::*, *};
 use prost::Message;
 
 fn now_s() -> i64 {
@@ -65,7 +63,7 @@ fn push_and_query_round_trip() {
     let types = srv.get_json("/api/v1/profile-types");
     assert_eq!(types, serde_json::json!([CPU, SAMPLES]));
 
-    let q = enc(&format!("{CPU}{{service_name=\"shop\"}}"));
+    let q = urlencode(&format!("{CPU}{{service_name=\"shop\"}}"));
     let r = srv.get_json(&format!("/pyroscope/render?query={q}{range}&format=json"));
     let fb = &r["flamebearer"];
     assert_eq!(fb["numTicks"], 15 * 10_000_000);
@@ -93,7 +91,7 @@ fn push_and_query_round_trip() {
         ("{vehicle=\"car\"}", 2, true),
         ("{vehicle!=\"car\"}", 13, false),
     ] {
-        let q = enc(&format!("{SAMPLES}{sel}"));
+        let q = urlencode(&format!("{SAMPLES}{sel}"));
         let r = srv.get_json(&format!("/pyroscope/render?query={q}{range}"));
         assert_eq!(r["flamebearer"]["numTicks"], want_total, "{sel}");
         assert_eq!(
@@ -104,7 +102,10 @@ fn push_and_query_round_trip() {
     }
     let r = srv.get_json(&format!("/pyroscope/render?query=shop.cpu{range}"));
     assert_eq!(r["flamebearer"]["numTicks"], 15 * 10_000_000);
-    let r = srv.get_json(&format!("/pyroscope/render?query={}{range}", enc(CPU)));
+    let r = srv.get_json(&format!(
+        "/pyroscope/render?query={}{range}",
+        urlencode(CPU)
+    ));
     assert_eq!(r["flamebearer"]["numTicks"], 15 * 10_000_000);
 
     // maxNodes truncation keeps the root and merges the rest into "other".
@@ -120,14 +121,14 @@ fn push_and_query_round_trip() {
     // Labels.
     let n = srv.get_json(&format!(
         "/pyroscope/label-names?query={}{range}",
-        enc(&format!("{CPU}{{}}"))
+        urlencode(&format!("{CPU}{{}}"))
     ));
     for name in ["__name__", "region", "service_name", "vehicle"] {
         assert!(n.as_array().unwrap().iter().any(|v| v == name), "{n}");
     }
     let v = srv.get_json(&format!(
         "/pyroscope/label-values?label=region&query={}{range}",
-        enc(CPU)
+        urlencode(CPU)
     ));
     assert_eq!(v, serde_json::json!(["eu-north-1", "us-west-1"]));
     let v = srv.get_json("/pyroscope/label-values?label=vehicle");
@@ -142,7 +143,7 @@ fn push_and_query_round_trip() {
     // Group totals.
     let g = srv.get_json(&format!(
         "/api/v1/group-totals?query={}{range}&groupBy=region",
-        enc(SAMPLES)
+        urlencode(SAMPLES)
     ));
     assert_eq!(g["groupBy"], "region");
     assert_eq!(g["total"], 15);
@@ -151,14 +152,14 @@ fn push_and_query_round_trip() {
     assert_eq!(g["groups"][0]["timeline"]["durationDelta"], 10);
     let g = srv.get_json(&format!(
         "/api/v1/group-totals?query={}{range}&groupBy=nope",
-        enc(SAMPLES)
+        urlencode(SAMPLES)
     ));
     assert_eq!(g["groups"][0]["value"], "");
 
     // Export.
     let r = srv.get(&format!(
         "/api/v1/export?query={}{range}&format=pprof",
-        enc(SAMPLES)
+        urlencode(SAMPLES)
     ));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
@@ -174,7 +175,7 @@ fn push_and_query_round_trip() {
     assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 15);
     let r = srv.get(&format!(
         "/api/v1/export?query={}{range}&format=folded",
-        enc(SAMPLES)
+        urlencode(SAMPLES)
     ));
     assert_eq!(r.status, 200);
     assert!(
@@ -234,7 +235,7 @@ fn diff_between_ranges() {
         );
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let q = enc(SAMPLES);
+    let q = urlencode(SAMPLES);
     let r = srv.get_json(&format!(
         "/pyroscope/render-diff?leftQuery={q}&leftFrom={}&leftUntil={}&rightQuery={q}&rightFrom={}&rightUntil={}&format=json",
         t - 1, t + 100, t + 200, t + 400
@@ -284,7 +285,7 @@ fn push_json_and_legacy_ingest_formats() {
     let r = srv.post(
         &format!(
             "/ingest?name={}&from={t}&until={}&sampleRate=100&spyName=rbspy",
-            enc("folded.cpu{env=prod}"),
+            urlencode("folded.cpu{env=prod}"),
             t + 10
         ),
         &[("content-type", "text/plain")],
@@ -327,7 +328,10 @@ fn push_json_and_legacy_ingest_formats() {
 
     let range = format!("&from={}&until={}", t - 10, t + 20);
     let check = |query: &str, func: &str, ticks: u64| {
-        let r = srv.get_json(&format!("/pyroscope/render?query={}{range}", enc(query)));
+        let r = srv.get_json(&format!(
+            "/pyroscope/render?query={}{range}",
+            urlencode(query)
+        ));
         assert_eq!(r["flamebearer"]["numTicks"], ticks, "{query}: {r}");
         assert!(
             names(&r["flamebearer"]).contains(&func.to_owned()),
@@ -358,7 +362,7 @@ fn push_json_and_legacy_ingest_formats() {
     );
     let r = srv.get(&format!(
         "/pyroscope/render?query={}{range}",
-        enc(&format!("{SAMPLES}{{service_name=\"mp\"}}"))
+        urlencode(&format!("{SAMPLES}{{service_name=\"mp\"}}"))
     ));
     assert_eq!(
         r.json()["flamebearer"]["numTicks"],
@@ -381,6 +385,6 @@ fn ui_is_served_with_spa_fallback() {
     assert_eq!(deep.body, r.body);
     assert_eq!(srv.get("/missing.js").status, 404);
     assert_eq!(srv.get("/api/v1/nope").status, 404);
-    let gz = request(srv.addr, "GET", "/", &[("accept-encoding", "gzip")], &[]);
+    let gz = srv.request("GET", "/", &[("accept-encoding", "gzip")], &[]);
     assert_eq!(gz.status, 200);
 }

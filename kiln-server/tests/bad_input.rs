@@ -1,9 +1,7 @@
 //! Hostile and broken requests get a clear 4xx; the server keeps serving and nothing
 //! stored before is lost.
 
-mod common;
-
-use common::*;
+use kiln_testkit::{pprof::*, *};
 use prost::Message;
 
 #[test]
@@ -28,7 +26,7 @@ fn bad_requests_are_refused_and_nothing_is_lost() {
     );
     let render = format!(
         "/pyroscope/render?query={}&from={}&until={}",
-        enc(&format!("{SAMPLES}{{service_name=\"keep\"}}")),
+        urlencode(&format!("{SAMPLES}{{service_name=\"keep\"}}")),
         t - 10,
         t + 20
     );
@@ -276,44 +274,47 @@ fn bad_requests_are_refused_and_nothing_is_lost() {
         (
             format!(
                 "/pyroscope/render?query={}&from=now&until=now-1h",
-                enc(SAMPLES)
+                urlencode(SAMPLES)
             ),
             400,
             "after",
         ),
         (
-            format!("/pyroscope/render?query={}", enc("nope:a:b:c:d")),
+            format!("/pyroscope/render?query={}", urlencode("nope:a:b:c:d")),
             404,
             "unknown profile type",
         ),
         (
-            format!("/pyroscope/render?query={}", enc("x{a=b}")),
+            format!("/pyroscope/render?query={}", urlencode("x{a=b}")),
             400,
             "selector",
         ),
         (
-            format!("/pyroscope/render?query={}&from=yesterday", enc(SAMPLES)),
+            format!(
+                "/pyroscope/render?query={}&from=yesterday",
+                urlencode(SAMPLES)
+            ),
             400,
             "invalid time",
         ),
         ("/pyroscope/render".to_owned(), 400, "missing"),
         (
-            format!("/pyroscope/render?query={}&format=dot", enc(SAMPLES)),
+            format!("/pyroscope/render?query={}&format=dot", urlencode(SAMPLES)),
             400,
             "format",
         ),
         (
-            format!("/pyroscope/render?query={}&maxNodes=-1", enc(SAMPLES)),
+            format!("/pyroscope/render?query={}&maxNodes=-1", urlencode(SAMPLES)),
             400,
             "maxnodes",
         ),
         (
-            format!("/api/v1/group-totals?query={}", enc(SAMPLES)),
+            format!("/api/v1/group-totals?query={}", urlencode(SAMPLES)),
             400,
             "groupby",
         ),
         (
-            format!("/api/v1/export?query={}&format=png", enc(SAMPLES)),
+            format!("/api/v1/export?query={}&format=png", urlencode(SAMPLES)),
             400,
             "format",
         ),

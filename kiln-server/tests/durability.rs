@@ -2,13 +2,11 @@
 //! serves a store, the parent pushes over HTTP and gets 200s, kills the child with
 //! SIGKILL, then reopens the store and finds every acknowledged profile.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::*;
+use kiln_testkit::{pprof::*, *};
 
 const CHILD_ENV: &str = "KILN_DURABILITY_CHILD_DIR";
 
@@ -76,7 +74,8 @@ fn acknowledged_pushes_survive_kill_9() {
             "/push.v1.PusherService/Push",
             &[("content-type", "application/proto")],
             &body,
-        );
+        )
+        .expect("push answered");
         assert_eq!(r.status, 200, "{}", r.text());
         acked += 1;
     }

@@ -5,13 +5,11 @@
 //! `python3 -m venv` + `pip install` (PyPI must be reachable then; the test fails with a
 //! clear message otherwise).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use kiln_testkit::{flamebearer::*, pprof::*, *};
 
 const PROGRAM: &str = r#"
 import sys, time
@@ -47,7 +45,7 @@ print("DONE", flush=True)
 "#;
 
 fn venv(version: &str) -> PathBuf {
-    let dir = repo_root()
+    let dir = workspace_root()
         .join("target/pyenv")
         .join(format!("pyroscope-io-{version}"));
     let python = dir.join("bin/python");
@@ -161,7 +159,7 @@ fn run_client(version: &str, expected_endpoint_metric: &str) {
     let render = |sel: &str| {
         srv.get_json(&format!(
             "/pyroscope/render?query={}{range}&maxNodes=100000",
-            enc(&format!("{cpu}{sel}"))
+            urlencode(&format!("{cpu}{sel}"))
         ))
     };
     let has =

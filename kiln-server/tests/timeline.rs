@@ -5,9 +5,7 @@
 //! `/pyroscope/render-diff`, for the last 5, 15, 30 and 60 minutes at the UI's default
 //! step (10 s, finer than the profiles), with no drop at the right edge either.
 
-mod common;
-
-use common::*;
+use kiln_testkit::{pprof::*, *};
 use prost::Message;
 
 const WINDOW: i64 = 15 * S;
@@ -113,7 +111,7 @@ fn steady_service_draws_flat_timelines_in_every_ui_query() {
         t += WINDOW;
     }
     let data = (first / S, t / S);
-    let q = enc(&format!("{CPU}{{service_name=\"steady\"}}"));
+    let q = urlencode(&format!("{CPU}{{service_name=\"steady\"}}"));
     let until = now / S;
     for minutes in [5, 15, 30, 60] {
         let from = until - minutes * 60;

@@ -3,12 +3,10 @@
 //! Needs `ui/dist` and `ui/node_modules` (run `cargo xtask setup`); screenshots go to
 //! `<repo>/test-artifacts/ui`.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::*;
+use kiln_testkit::{pprof::*, *};
 
 /// Two regions; `hot_function` has the most self time; `only_in_us_west` exists only in
 /// us-west-1; `grows` is 6x heavier in the second half of the hour than in the first.
@@ -45,7 +43,7 @@ fn seed(store: &kiln_store::Store, from: i64, until: i64) {
 
 #[test]
 fn ui_end_to_end() {
-    let root = repo_root();
+    let root = workspace_root();
     let ui = root.join("ui");
     for (what, path) in [
         ("the built UI (ui/dist)", ui.join("dist/index.html")),

@@ -1,13 +1,29 @@
 //! What Kiln's integration and end-to-end tests share: root checks, unique ids, real
-//! cgroups removed on drop, and child processes killed (by pid) and reaped on drop.
+//! cgroups removed on drop, child processes killed (by pid) and reaped on drop, a raw
+//! HTTP client, pprof and push builders, the C workloads, servers' announced addresses,
+//! and (feature `server`) Kiln's server in-process on port 0.
 //!
-//! A dev-dependency only; nothing here runs in the profiler.
+//! A dev-dependency only; nothing here runs in the profiler. Helpers for the end-to-end
+//! tests of the `kiln` binary live in the `kiln-tests` library.
 
 mod cgroup;
 mod child;
+pub mod flamebearer;
+pub mod http;
+pub mod kube;
+pub mod listen;
+pub mod pprof;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod workload;
 
 pub use cgroup::{cgroup2_mount, CgroupTree, UNIFIED};
-pub use child::ChildGuard;
+pub use child::{ChildGuard, SECRET_VALUE};
+pub use http::{get_json, http_get, request, urlencode, Answer};
+pub use listen::{announced_addr, spawn_announced, wait_for_announced_addr};
+#[cfg(feature = "server")]
+pub use server::TestServer;
+pub use workload::{build_workload, workspace_root};
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

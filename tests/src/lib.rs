@@ -1,22 +1,25 @@
-//! Helpers for Kiln's end-to-end tests: locate the `kiln` binary, build the C workloads
-//! in `tests/workloads/` from source, run child processes that are killed when the test
-//! ends, and read kiln's outputs.
+//! Helpers for Kiln's end-to-end tests of the `kiln` binary: locate it, run it, and read
+//! its outputs. [`agent`] runs `kiln agent` against workloads in real cgroups and a real
+//! push receiver, [`server`] runs `kiln server`, [`kube`] plays the Kubernetes API server.
+//! Generic helpers (HTTP client, pprof builders, C workloads, child processes, cgroups)
+//! come from `kiln-testkit` and are re-exported here.
+
+pub mod agent;
+pub mod kube;
+pub mod server;
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::Duration,
 };
 
-pub use kiln_testkit::{has_command, is_root, skip_unless, skip_unless_root, which, ChildGuard};
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+pub use kiln_testkit::flamebearer::{flamebearer_self, flamebearer_totals};
+pub use kiln_testkit::{
+    build_workload, get_json, has_command, http_get, is_root, random_container_id, random_pod_uid,
+    random_u64, skip_unless, skip_unless_root, spawn_announced, urlencode, wait_for_announced_addr,
+    which, workspace_root, CgroupTree, ChildGuard, SECRET_VALUE, UNIFIED,
+};
 
 /// The kiln binary under test: `$KILN_BIN`, else the release build, else the debug build.
 pub fn kiln_bin() -> PathBuf {
@@ -41,41 +44,39 @@ pub fn kiln_bin() -> PathBuf {
     panic!("no kiln binary: run `cargo build --release -p profiler-daemon` (or set KILN_BIN)");
 }
 
-/// Compiles `tests/workloads/<name>.c` (once per source change) with frame pointers and
-/// debug info, and returns the executable.
-pub fn build_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
-    let src = workspace_root()
-        .join("tests/workloads")
-        .join(format!("{name}.c"));
-    let dir = workspace_root().join("target/test-workloads");
-    std::fs::create_dir_all(&dir).expect("create target/test-workloads");
-    let tag: String = extra_flags.join("").replace(['-', '=', ' ', '/'], "");
-    let exe = dir.join(if tag.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{name}-{tag}")
-    });
-    let newer = |a: &Path, b: &Path| match (a.metadata(), b.metadata()) {
-        (Ok(a), Ok(b)) => a.modified().unwrap() >= b.modified().unwrap(),
-        _ => false,
-    };
-    if exe.is_file() && newer(&exe, &src) {
-        return exe;
+/// What `kiln server` and `kiln run` print once bound, before the address.
+pub const SERVING_MARKER: &str = "serving the UI and API on ";
+
+/// Starts `kiln run --listen 127.0.0.1:0 --data-dir <data> <args>` (`RUST_LOG=warn`,
+/// stderr in `<data>.log`) and returns it with its base URL once `/healthz` answers 200.
+pub fn start_kiln_run(data: &Path, args: &[&str]) -> (ChildGuard, String) {
+    let log = data.with_extension("log");
+    let (mut kiln, addr) = spawn_announced(
+        Command::new(kiln_bin())
+            .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(args)
+            .env("RUST_LOG", "warn"),
+        &log,
+        SERVING_MARKER,
+    );
+    let api = format!("http://{addr}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http_get(&format!("{api}/healthz")).map(|a| a.status).ok() != Some(200) {
+        let log = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kiln run not healthy on {api}:\n{}",
+            log()
+        );
+        assert!(
+            kiln.0.try_wait().unwrap().is_none(),
+            "kiln run exited early:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // Build under a unique name, then rename: tests running side by side share the cache.
-    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
-    let status = Command::new("gcc")
-        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .args(extra_flags)
-        .status()
-        .expect("gcc not found: run `cargo xtask setup`");
-    assert!(status.success(), "compiling {} failed", src.display());
-    std::fs::rename(&tmp, &exe).unwrap();
-    exe
+    (kiln, api)
 }
 
 /// Starts a workload with piped stdout.
@@ -169,107 +170,6 @@ pub fn sample_label<'a>(
         .iter()
         .find(|l| p.string(l.key) == key)
         .map(|l| p.string(l.str))
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A blocking HTTP/1.0 GET (no chunked encoding to decode); returns status and body.
-pub fn http_get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http:// URL");
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no HTTP status"))?;
-    Ok((status, raw[split + 4..].to_vec()))
-}
-
-/// GETs a JSON document, panicking with the body on a non-200 answer.
-pub fn get_json(url: &str) -> serde_json::Value {
-    let (status, body) = http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {url}: bad JSON: {e}"))
-}
-
-/// Percent-encodes a query parameter value.
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Total and self value per function name in a Pyroscope flamebearer render, summed over
-/// all nodes.
-fn flamebearer_sums(render: &serde_json::Value) -> HashMap<String, (u64, u64)> {
-    let fb = &render["flamebearer"];
-    let names: Vec<&str> = fb["names"]
-        .as_array()
-        .expect("names")
-        .iter()
-        .map(|n| n.as_str().unwrap_or(""))
-        .collect();
-    let mut sums: HashMap<String, (u64, u64)> = HashMap::new();
-    for level in fb["levels"].as_array().expect("levels") {
-        let level: Vec<i64> = level
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
-        // Nodes are [offset, total, self, name].
-        for node in level.chunks(4) {
-            let sum = sums.entry(names[node[3] as usize].to_owned()).or_default();
-            sum.0 += node[1] as u64;
-            sum.1 += node[2] as u64;
-        }
-    }
-    sums
-}
-
-/// Self value per function name in a Pyroscope flamebearer render, summed over all nodes.
-pub fn flamebearer_self(render: &serde_json::Value) -> HashMap<String, u64> {
-    flamebearer_sums(render)
-        .into_iter()
-        .map(|(name, (_, own))| (name, own))
-        .collect()
-}
-
-/// Totals per function name in a flamebearer (single format: 4 ints per node), and the
-/// root's total. A name counted once per node, so recursion double counts.
-pub fn flamebearer_totals(render: &serde_json::Value) -> (HashMap<String, u64>, u64) {
-    let totals = flamebearer_sums(render)
-        .into_iter()
-        .map(|(name, (total, _))| (name, total))
-        .collect();
-    (
-        totals,
-        render["flamebearer"]["numTicks"].as_u64().unwrap_or(0),
-    )
 }
 
 /// Sum of the samples of metric `name` whose labels include all of `want`.

@@ -3,12 +3,9 @@
 //! env label) and symbolized: the function shows up under their labels, for nearly all of
 //! them.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::{collections::HashSet, time::Duration};
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 const PROCESSES: usize = 300;
 const BURN_MS: u32 = 40;
@@ -27,7 +24,7 @@ fn agent_labels_and_symbolizes_short_lived_processes() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
     let id = random_container_id();
     let out = tmp.path().join("profiles");
@@ -146,11 +143,11 @@ fn processes_that_exit_before_discovery_keep_their_samples() {
     const BLIPS: usize = 400;
     const BLIP_MS: u32 = 2;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let built = build_workload("agent_burn", tmp.path());
+    let built = build_workload("agent_burn", &[]);
     // A unique executable name, which becomes the processes' comm and service name.
     let name = format!("kb{}", &token()[..8]);
     let exe = tmp.path().join(&name);
-    std::fs::rename(&built, &exe).expect("rename workload");
+    std::fs::copy(&built, &exe).expect("copy workload");
     let out = tmp.path().join("profiles");
     let agent = Agent::start(
         &[

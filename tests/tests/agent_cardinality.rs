@@ -2,9 +2,6 @@
 //! host. Kernel threads are one service, `kernel`, with their kind in `kernel_thread`;
 //! and `--max-new-series-per-window` refuses (and counts) new series over the cap.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::{
     collections::BTreeSet,
     io::Write as _,
@@ -15,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 /// Keeps kernel threads busy (writeback, journal) while the agent samples: writes and
 /// fsyncs a file in `dir` until stopped.
@@ -90,7 +87,7 @@ fn agent_caps_new_series_per_window_and_counts_the_rest() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
     let out = tmp.path().join("profiles");
     // Only this test's processes, each its own series (the pid is copied into a label).

@@ -4,12 +4,9 @@
 //! config file keep, drop and rename; the SECRET variable never shows up; windows are
 //! contiguous; SIGINT stops the agent cleanly.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::time::Duration;
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 struct Workload {
     name: &'static str,
@@ -31,7 +28,7 @@ fn agent_labels_containers_env_static_and_relabel() {
         }
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
     let out = tmp.path().join("profiles");
 

@@ -4,15 +4,12 @@
 //! most its bounded queue and counts what it drops; when the receiver returns on the same
 //! port, the queued windows are delivered and every window is accounted for.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 const QUEUE_WINDOWS: usize = 3;
 
@@ -56,11 +53,11 @@ fn agent_push_delivers_series_and_survives_receiver_outage() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
-    let port = free_port();
     let received = Arc::new(Mutex::new(Vec::new()));
-    let receiver = Receiver::start(port, received.clone());
+    let receiver = Receiver::start(0, received.clone());
+    let port = receiver.port;
     let config = write_file(
         tmp.path(),
         "agent.toml",

@@ -2,27 +2,10 @@
 //! directory, on 127.0.0.1:0): the pushed series are queryable by their labels and the
 //! flame graph holds the workload's function.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
+use std::time::{Duration, Instant};
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
-
-use agent_support::*;
-use kiln_store::{Store, StoreOptions};
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use kiln_testkit::TestServer;
+use kiln_tests::{agent::*, *};
 
 #[test]
 fn agent_pushes_into_kiln_server() {
@@ -30,38 +13,11 @@ fn agent_pushes_into_kiln_server() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
 
-    let store = Arc::new(
-        Store::open(tmp.path().join("store"), StoreOptions::default()).expect("open store"),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let st = store.clone();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            addr_tx
-                .send(listener.local_addr().expect("addr"))
-                .expect("send");
-            kiln_server::serve_listener(st, listener, kiln_server::Limits::default(), async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .expect("serve");
-        });
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server started");
+    let server = TestServer::start();
+    let addr = server.addr;
 
     let rules = write_file(
         tmp.path(),
@@ -92,13 +48,13 @@ fn agent_pushes_into_kiln_server() {
         &[],
     );
 
-    let query = enc(&format!(
+    let query = urlencode(&format!(
         "process_cpu:cpu:nanoseconds:cpu:nanoseconds{{kiln_test=\"{tok}\",suite=\"agent-server\"}}"
     ));
     let path = format!("/pyroscope/render?query={query}&from=now-10m&until=now&format=json");
     let deadline = Instant::now() + Duration::from_secs(40);
     let body = loop {
-        let got = http_get(addr, &path);
+        let got = get_text(addr, &path);
         if let Some((200, body)) = &got {
             if body.contains("kiln_agent_burn_long") {
                 break body.clone();
@@ -113,7 +69,7 @@ fn agent_pushes_into_kiln_server() {
     };
     assert!(!body.contains(SECRET_VALUE));
     let values =
-        http_get(addr, "/pyroscope/label-values?label=service_name").expect("label values");
+        get_text(addr, "/pyroscope/label-values?label=service_name").expect("label values");
     assert_eq!(values.0, 200);
     assert!(values.1.contains("agent_burn"), "{}", values.1);
     let m = agent.metrics();
@@ -137,7 +93,5 @@ fn agent_pushes_into_kiln_server() {
 
     let (status, log) = agent.stop(Duration::from_secs(20));
     assert!(status.success(), "agent exit {status}:\n{log}");
-    let _ = stop_tx.send(());
-    server.join().expect("server thread");
-    store.close().expect("close store");
+    server.stop();
 }

@@ -2,12 +2,9 @@
 //! labels and final labels with the same flags and config as the agent, shows relabel
 //! drops, and never shows a non-allow-listed environment variable.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::{path::Path, process::Command};
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 fn targets(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(kiln_bin())

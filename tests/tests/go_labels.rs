@@ -128,7 +128,8 @@ struct Workload {
 impl Workload {
     fn start(exe: &Path, mode: &str, name: String) -> Self {
         // Runs until stopped: longer than any recording on a slow, busy host.
-        let child = spawn_workload(exe, &[mode, "900"]);
+        let mut child = spawn_workload(exe, &[mode, "900"]);
+        child.wait_for_line("ready");
         Self { child, name }
     }
 
@@ -216,7 +217,6 @@ fn label_shares_match_ground_truth_in_every_build_mode() {
             (v, Workload::start(&exe, "shares", v.name()))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
     let pids: Vec<u32> = workloads.iter().map(|(_, w)| w.pid()).collect();
     let profile = record(&pids, 30, &[]);
 
@@ -386,7 +386,6 @@ fn nested_inherited_and_truncated_labels() {
         .iter()
         .map(|v| Workload::start(&go_build(&go, "1.19", *v), "features", v.name()))
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
     let pids: Vec<u32> = workloads.iter().map(Workload::pid).collect();
     let profile = record(&pids, 10, &[]);
     for w in workloads {
@@ -410,7 +409,6 @@ fn slice_layout_of_newer_go() {
         let exe = go_build(&go, version, PLAIN);
         let features = Workload::start(&exe, "features", format!("go{version} features"));
         let shares = Workload::start(&exe, "shares", format!("go{version} shares"));
-        std::thread::sleep(Duration::from_millis(500));
         let profile = record(&[features.pid(), shares.pid()], 15, &[]);
         check_features(&profile, features.pid(), true, &features.name);
         let _ = features.finish();
@@ -450,7 +448,6 @@ fn no_go_labels_flag_reads_none() {
     }
     let exe = go_build(&debian_go(), "1.19", PLAIN);
     let w = Workload::start(&exe, "features", "features".into());
-    std::thread::sleep(Duration::from_millis(300));
     let on = record(&[w.pid()], 3, &[]);
     let off = record(&[w.pid()], 3, &["--no-go-labels"]);
     let labelled = |p: &Profile| {
@@ -498,33 +495,19 @@ fn rideshare_vehicle_tag_through_kiln_run() {
     std::fs::create_dir_all(workspace_root().join("target/test-workloads/go-labels")).unwrap();
     let service = build(".", "rideshare");
     let loadgen = build("./loadgen", "rideshare-loadgen");
-    let port = free_port();
-    let target = format!("http://127.0.0.1:{port}");
-    let _instance = ChildGuard::spawn(
+    let data = tempfile::tempdir().unwrap();
+    let (_instance, addr) = spawn_announced(
         Command::new(&service)
             .env("REGION", "eu-north-1")
-            .env("LISTEN", format!("127.0.0.1:{port}"))
-            .stderr(Stdio::null()),
+            .env("LISTEN", "127.0.0.1:0"),
+        &data.path().join("rideshare.log"),
+        "listening on ",
     );
-    let data = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let api = format!("http://{listen}");
-    let mut kiln = ChildGuard::spawn(
-        Command::new(kiln_bin())
-            .args(["run", "--listen", &listen, "--data-dir"])
-            .arg(data.path())
-            .args(["--collect-interval", "5", "--frequency", "99"])
-            .env("RUST_LOG", "warn"),
+    let target = format!("http://{addr}");
+    let (mut kiln, api) = start_kiln_run(
+        &data.path().join("store"),
+        &["--collect-interval", "5", "--frequency", "99"],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&format!("{api}/healthz")).map(|r| r.0).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "kiln run did not come up");
-        assert!(
-            kiln.0.try_wait().unwrap().is_none(),
-            "kiln run exited early"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let from = now();
     let _load = ChildGuard::spawn(
         Command::new(&loadgen)

@@ -10,18 +10,12 @@
 //! - `/metrics` exports the watcher's `kiln_kube_*` counters; SIGINT stops it cleanly;
 //! - `kiln targets` with the same flags shows the same pod labels.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-#[path = "../src/kube_support.rs"]
-mod kube_support;
-
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
-use agent_support::*;
-use kube_support::*;
+use kiln_tests::{agent::*, kube::*, *};
 
 /// Exported profiles of `pid`, oldest window first (file names end in the window start).
 fn profiles_of(dir: &Path, pid: u32) -> Vec<Exported> {
@@ -107,7 +101,7 @@ fn agent_labels_profiles_with_pod_and_node_metadata() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let out = tmp.path().join("profiles");
     let node = format!("node-{}", token());
     let (uid_a, id_a) = (random_pod_uid(), random_container_id());

@@ -4,26 +4,19 @@
 //! non-loopback address without auth refuses to start unless `--insecure-no-auth`; and
 //! `kiln agent` pushes into a token-protected server with its `--bearer-token`.
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-#[path = "../src/server_support.rs"]
-mod server_support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{build_workload, skip_unless_root, spawn_in_cgroups, token, write_file, Agent};
-use kiln_tests::{free_port, kiln_bin};
+use kiln_tests::{agent::*, server::*, *};
 use prost::Message;
-use server_support::*;
 
 const TOKEN: &str = "kiln-test-token-4b1d";
 
 fn push_body() -> Vec<u8> {
     let p = one_frame_profile("authed_work", 10_000_000);
     push_request(
+        &cpu_series("authed"),
         vec![kiln_proto::gzip::compress(&p.encode_to_vec())],
-        "authed",
     )
 }
 
@@ -191,14 +184,8 @@ fn loopback_refuses_foreign_host_names() {
 #[test]
 fn non_loopback_listen_needs_auth() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let out = Command::new(kiln_bin())
-        .args([
-            "server",
-            "--listen",
-            &format!("0.0.0.0:{port}"),
-            "--data-dir",
-        ])
+        .args(["server", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path().join("refused"))
         .stdin(Stdio::null())
         .output()
@@ -218,7 +205,7 @@ fn non_loopback_listen_needs_auth() {
     );
     // `kiln run` shares the flags and refuses before profiling anything.
     let out = Command::new(kiln_bin())
-        .args(["run", "--listen", &format!("0.0.0.0:{port}"), "--data-dir"])
+        .args(["run", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path().join("refused-run"))
         .stdin(Stdio::null())
         .output()
@@ -231,11 +218,7 @@ fn non_loopback_listen_needs_auth() {
     );
     assert!(err.contains("without authentication"), "{err}");
     // With --insecure-no-auth it starts; no Host check off loopback.
-    let srv = KilnServer::start_on(
-        dir.path(),
-        ([0, 0, 0, 0], port).into(),
-        &["--insecure-no-auth"],
-    );
+    let srv = KilnServer::start_on(dir.path(), "0.0.0.0:0", &["--insecure-no-auth"]);
     let a = srv
         .request(
             "GET",
@@ -254,7 +237,7 @@ fn agent_pushes_into_a_token_protected_server() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", dir.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
@@ -308,7 +291,7 @@ fn agent_pushes_into_a_token_protected_server() {
     }
     let m = agent.metrics();
     assert_eq!(
-        agent_support::metric(
+        metric(
             &m,
             "kiln_exporter_windows_dropped_total",
             &[("exporter", "push")]

@@ -4,13 +4,10 @@
 //! a 4xx without the server's peak RSS (VmHWM) growing by 256 MiB, every refusal is
 //! counted by cause in `/metrics`, and a normal push right after succeeds.
 
-#[path = "../src/server_support.rs"]
-mod server_support;
-
 use kiln_proto::builder::FrameSpec;
 use kiln_proto::ProfileBuilder;
+use kiln_tests::{server::*, *};
 use prost::Message;
-use server_support::*;
 
 const MIB: usize = 1 << 20;
 
@@ -39,7 +36,7 @@ fn gzip_best(bytes: &[u8]) -> Vec<u8> {
 
 fn normal_push(srv: &KilnServer, service: &str) {
     let p = one_frame_profile("normal_work", 30_000_000);
-    let body = push_request(vec![gzip_best(&p.encode_to_vec())], service);
+    let body = push_request(&cpu_series(service), vec![gzip_best(&p.encode_to_vec())]);
     let a = srv
         .request(
             "POST",
@@ -72,7 +69,7 @@ fn multipart(profile: &[u8]) -> (String, Vec<u8>) {
 fn hostile_bodies() -> Vec<Hostile> {
     // The measured attack: 8 profiles, each 8 MiB of samples once inflated.
     let flood = gzip_best(&sample_flood(8 * MIB));
-    let push = push_request(vec![flood.clone(); 8], "hostile");
+    let push = push_request(&cpu_series("hostile"), vec![flood.clone(); 8]);
     let big_flood = gzip_best(&sample_flood(15 * MIB));
     let folded = gzip_best(&b"main;leaf 1\n".repeat(15 * MIB / 12));
     let lines = gzip_best(&b"main;work\n".repeat(15 * MIB / 10));
@@ -236,7 +233,7 @@ fn concurrent_pushes_past_the_limit_get_429_with_retry_after() {
         }],
     );
     b.add_sample(&[l], &[1], &[]);
-    let body = push_request(vec![b.build().encode_to_vec()], "waiting");
+    let body = push_request(&cpu_series("waiting"), vec![b.build().encode_to_vec()]);
     let a = srv
         .request(
             "POST",

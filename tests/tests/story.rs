@@ -63,54 +63,35 @@ fn rideshare_story() {
     let loadgen = go_build("./loadgen", "rideshare-loadgen");
 
     let regions = ["us-east-1", "us-west-1", "eu-west-1"];
-    let ports: Vec<u16> = regions.iter().map(|_| free_port()).collect();
-    let _instances: Vec<ChildGuard> = regions
+    let data = tempfile::tempdir().unwrap();
+    // Each instance binds port 0 and logs the address it got.
+    let (_instances, targets): (Vec<ChildGuard>, Vec<String>) = regions
         .iter()
-        .zip(&ports)
-        .map(|(region, port)| {
-            ChildGuard::spawn(
+        .map(|region| {
+            let (child, addr) = spawn_announced(
                 Command::new(&service)
                     .env("REGION", region)
-                    .env("LISTEN", format!("127.0.0.1:{port}"))
-                    .env("MUTEX_PHASE_SECONDS", PHASE.to_string())
-                    .stderr(Stdio::null()),
-            )
+                    .env("LISTEN", "127.0.0.1:0")
+                    .env("MUTEX_PHASE_SECONDS", PHASE.to_string()),
+                &data.path().join(format!("rideshare-{region}.log")),
+                "listening on ",
+            );
+            (child, format!("http://{addr}"))
         })
-        .collect();
-    let targets: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
+        .unzip();
 
-    let data = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let api = Api(format!("http://{listen}"));
-    let mut kiln = ChildGuard::spawn(
-        Command::new(kiln_bin())
-            .args(["run", "--listen", &listen, "--data-dir"])
-            .arg(data.path())
-            .args([
-                "--collect-interval",
-                "5",
-                "--frequency",
-                "99",
-                "--env-label",
-                "REGION=region",
-            ])
-            .env("RUST_LOG", "warn"),
+    let (mut kiln, api) = start_kiln_run(
+        &data.path().join("store"),
+        &[
+            "--collect-interval",
+            "5",
+            "--frequency",
+            "99",
+            "--env-label",
+            "REGION=region",
+        ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&format!("{}/healthz", api.0)).map(|r| r.0).ok() != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "kiln run did not come up on {listen}"
-        );
-        assert!(
-            kiln.0.try_wait().unwrap().is_none(),
-            "kiln run exited early"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let api = Api(api);
     let _load = ChildGuard::spawn(
         Command::new(&loadgen)
             .arg("-targets")

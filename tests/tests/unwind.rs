@@ -200,8 +200,8 @@ fn optimized_c_without_frame_pointers_has_complete_stacks() {
         return;
     }
     let exe = build_chains();
-    let child = spawn_workload(&exe, &["7", "70"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child = spawn_workload(&exe, &["7", "70"]);
+    child.wait_for_line("ready");
     let stacks = record(child.pid(), "5", &[]);
     let out = child.wait_stdout(Duration::from_secs(20));
     let complete = complete_fraction(&stacks);
@@ -238,8 +238,8 @@ fn rust_release_without_frame_pointers_has_complete_stacks() {
         return;
     }
     let exe = build_rust();
-    let child = spawn_workload(&exe, &["7"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child = spawn_workload(&exe, &["7"]);
+    child.wait_for_line("ready");
     let stacks = record(child.pid(), "5", &[]);
     let out = child.wait_stdout(Duration::from_secs(20));
     let complete = complete_fraction(&stacks);
@@ -258,8 +258,8 @@ fn frame_pointers_only_flag_disables_dwarf() {
         return;
     }
     let exe = build_chains();
-    let child = spawn_workload(&exe, &["5", "70"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child = spawn_workload(&exe, &["5", "70"]);
+    child.wait_for_line("ready");
     let stacks = record(child.pid(), "3", &["--no-dwarf-unwind"]);
     drop(child);
     let complete = complete_fraction(&stacks);
@@ -316,8 +316,8 @@ fn agrees_with_perf_dwarf_unwinding() {
         return;
     }
     let exe = build_chains();
-    let child = spawn_workload(&exe, &["8", "70"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child = spawn_workload(&exe, &["8", "70"]);
+    child.wait_for_line("ready");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("perf.data");
     let perf = Command::new("perf")

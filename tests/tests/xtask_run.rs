@@ -95,9 +95,9 @@ fn cargo_xtask_run_serves_the_ui_and_stops_on_ctrl_c() {
         }
     };
 
-    let (status, body) = http_get(&format!("{url}/")).expect("GET / answers");
-    assert_eq!(status, 200);
-    let page = String::from_utf8_lossy(&body);
+    let root = http_get(&format!("{url}/")).expect("GET / answers");
+    assert_eq!(root.status, 200);
+    let page = root.text();
     assert!(page.contains("<html") && page.contains("<script"), "{page}");
 
     // A workload with a known process name, started now that kiln profiles the host:

@@ -2,7 +2,7 @@
 //   main;run;task_deep;recurse x DEPTH;leaf   and   main;run;task_flat;leaf
 // built with `rustc -O -C force-frame-pointers=no`. Measures its own thread CPU time:
 //   rust_unwind <seconds>
-// prints {"pid":..,"cpu":{"task_deep":s,"task_flat":s},"total":s}
+// prints `ready` once started, then {"pid":..,"cpu":{"task_deep":s,"task_flat":s},"total":s}
 use std::hint::black_box;
 
 #[repr(C)]
@@ -70,6 +70,8 @@ fn run(seconds: f64, spent: &mut [f64; 2]) {
 fn main() {
     let seconds: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let mut spent = [0.0; 2];
+    // Readiness: past start-up, about to run the measured loop (println! flushes a line).
+    println!("ready");
     let t0 = now(CLOCK_THREAD_CPUTIME_ID);
     run(seconds, &mut spent);
     let total = now(CLOCK_THREAD_CPUTIME_ID) - t0;

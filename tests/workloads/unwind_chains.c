@@ -4,7 +4,7 @@
 //   main;run;task_chain;chain_a;chain_b;chain_c        (frameless functions)
 // Each task measures its own thread CPU time, so the program reports its own truth:
 //   unwind_chains <seconds> [depth]
-// prints {"pid":..,"depth":..,"cpu":{"task_deep":s,"task_lib":s,"task_chain":s},"total":s}
+// prints `ready` once started, then {"pid":..,"depth":..,"cpu":{"task_deep":s,"task_lib":s,"task_chain":s},"total":s}
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -69,6 +69,9 @@ __attribute__((noipa)) void run(double seconds) {
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 5;
     if (argc > 2) depth = atoi(argv[2]);
+    // Readiness: past the loader, about to run the measured loop.
+    printf("ready\n");
+    fflush(stdout);
     double total0 = thread_cpu();
     run(seconds);
     double total = thread_cpu() - total0;

@@ -6,7 +6,8 @@
 //	                           12 labels (more than Kiln keeps), long keys and values,
 //	                           and unlabeled work, each in its own function
 //
-// Runs for SECONDS or until SIGTERM/SIGINT, then prints its own ground truth as JSON:
+// Prints `ready` once started. Runs for SECONDS or until SIGTERM/SIGINT, then prints its
+// own ground truth as JSON:
 // {"pid":..,"cgo":bool,"cpu":{"a":s,"b":s,"none":s},"process":s}, where cpu is the thread
 // CPU time spent in each part and process the CPU time of the whole process (getrusage).
 package main
@@ -172,6 +173,8 @@ func main() {
 
 	cpu := map[string]float64{}
 	finished := make(chan struct{})
+	// Readiness: the runtime is up and the mode is about to start (os.Stdout is unbuffered).
+	fmt.Println("ready")
 	switch os.Args[1] {
 	case "shares":
 		go func() {

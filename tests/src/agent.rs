@@ -1,14 +1,10 @@
 //! Helpers for the `agent_*` end-to-end tests: the real `kiln` binary run as an agent (and
 //! stopped by pid), workloads started inside cgroups the test creates (removed on drop),
 //! a real HTTP push receiver on 127.0.0.1, and readers for what the agent exported.
-//!
-//! Included by path from each `tests/agent_*.rs` (`#[path = "../src/agent_support.rs"]`).
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -18,35 +14,9 @@ use std::{
 use kiln_proto::pprof::Profile;
 use prost::Message;
 
-/// The secret every test workload carries in its environment; it must never surface.
-pub const SECRET_VALUE: &str = "hunter2-kiln-agent-secret";
+use kiln_testkit::{random_u64, request, wait_for_announced_addr, ChildGuard};
 
-// The shared helpers of the test library, so both kinds of tests find the same binary, and
-// of the workspace's test kit. Each test binary uses a subset.
-#[allow(unused_imports)]
-pub use kiln_testkit::{
-    is_root, random_container_id, random_pod_uid, random_u64, skip_unless, skip_unless_root,
-    CgroupTree, ChildGuard, UNIFIED,
-};
-#[allow(unused_imports)]
-pub use kiln_tests::{free_port, kiln_bin, metric, workspace_root};
-
-/// Compiles `tests/workloads/<name>.c` with frame pointers and debug info into a private
-/// directory (so parallel tests never see a half-written file) and returns it.
-pub fn build_workload(name: &str, dir: &Path) -> PathBuf {
-    let src = workspace_root()
-        .join("tests/workloads")
-        .join(format!("{name}.c"));
-    let exe = dir.join(name);
-    let status = Command::new("gcc")
-        .args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("gcc not found (install gcc)");
-    assert!(status.success(), "compiling {} failed", src.display());
-    exe
-}
+use crate::{kiln_bin, sample_label};
 
 /// A short random token to tell this test's processes apart from everything else.
 pub fn token() -> String {
@@ -86,19 +56,18 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `kiln agent <args> --metrics-listen 127.0.0.1:<free>` with stderr in `dir`,
-    /// and waits until /healthz answers 200.
+    /// Starts `kiln agent <args> --metrics-listen 127.0.0.1:0` with stderr in `dir`, reads
+    /// the metrics address it announces (`serving metrics on http://ADDR/metrics`, logged
+    /// at info), and waits until /healthz answers 200.
     pub fn start(args: &[&str], dir: &Path) -> Self {
-        let port = free_port();
-        let metrics_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let stderr_path = dir.join(format!("agent-{port}.log"));
+        let stderr_path = dir.join(format!("agent-{}.log", token()));
         let stderr = std::fs::File::create(&stderr_path).expect("agent log");
-        let child = Command::new(kiln_bin())
+        let mut child = Command::new(kiln_bin())
             .arg("agent")
             .args(args)
-            .arg("--metrics-listen")
-            .arg(metrics_addr.to_string())
-            // KILN_AGENT_LOG raises the agent's log level when a test needs debugging.
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            // KILN_AGENT_LOG sets the agent's log level (info or more verbose, so the
+            // metrics address is logged) when a test needs debugging.
             .env(
                 "RUST_LOG",
                 std::env::var("KILN_AGENT_LOG").unwrap_or_else(|_| "info".into()),
@@ -108,6 +77,12 @@ impl Agent {
             .stderr(stderr)
             .spawn()
             .expect("spawn kiln agent");
+        let metrics_addr = wait_for_announced_addr(
+            &mut child,
+            &stderr_path,
+            "serving metrics on ",
+            Duration::from_secs(30),
+        );
         let mut agent = Self {
             child: Some(child),
             metrics_addr,
@@ -122,7 +97,7 @@ impl Agent {
             {
                 panic!("kiln agent exited at start ({status}):\n{}", agent.log());
             }
-            if matches!(http_get(metrics_addr, "/healthz"), Some((200, _))) {
+            if get_text(metrics_addr, "/healthz").is_some_and(|(status, _)| status == 200) {
                 return agent;
             }
             assert!(
@@ -143,7 +118,7 @@ impl Agent {
     }
 
     pub fn metrics(&self) -> String {
-        match http_get(self.metrics_addr, "/metrics") {
+        match get_text(self.metrics_addr, "/metrics") {
             Some((200, body)) => body,
             other => panic!("GET /metrics failed: {other:?}\n{}", self.log()),
         }
@@ -179,16 +154,10 @@ impl Drop for Agent {
     }
 }
 
-/// Minimal HTTP/1.0 GET; `None` when nothing answers.
-pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+/// `GET path` on `addr`: status and body text, `None` when nothing answers.
+pub fn get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let a = request(addr, "GET", path, &[], b"").ok()?;
+    Some((a.status, a.text()))
 }
 
 /// Decodes gzip'd (or plain) pprof bytes.
@@ -242,17 +211,6 @@ impl Exported {
     }
 }
 
-pub fn sample_label<'a>(
-    p: &'a Profile,
-    s: &kiln_proto::pprof::Sample,
-    key: &str,
-) -> Option<&'a str> {
-    s.label
-        .iter()
-        .find(|l| p.string(l.key) == key)
-        .map(|l| p.string(l.str))
-}
-
 /// Reads every `*.pb.gz` in an `--output-dir`; series labels are taken from the sample
 /// labels (the agent puts them on every sample), which must agree across samples.
 pub fn read_output_dir(dir: &Path) -> Vec<(PathBuf, Exported)> {
@@ -301,8 +259,9 @@ pub struct PushReceived {
 }
 
 /// A real Connect push endpoint (`POST /push.v1.PusherService/Push`) on 127.0.0.1 that
-/// decodes each request and records it. `stop` kills it and all its connections (its
-/// runtime is dropped); `start` on the same port brings it back.
+/// decodes each request and records it. `start(0, ..)` binds a port of the system's
+/// choosing (see `port`); `stop` kills it and all its connections (its runtime is
+/// dropped); `start` on the same port brings it back.
 pub struct Receiver {
     pub port: u16,
     pub received: Arc<Mutex<Vec<PushReceived>>>,
@@ -313,7 +272,7 @@ pub struct Receiver {
 impl Receiver {
     pub fn start(port: u16, received: Arc<Mutex<Vec<PushReceived>>>) -> Self {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, String>>();
         let store = received.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -328,7 +287,8 @@ impl Receiver {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(()));
+                let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+                let _ = ready_tx.send(Ok(bound));
                 let app = axum::Router::new()
                     .route(
                         "/push.v1.PusherService/Push",
@@ -344,9 +304,9 @@ impl Receiver {
             // Dropping the runtime here cancels every connection task.
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let port = loop {
             match ready_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Ok(())) => break,
+                Ok(Ok(bound)) => break bound,
                 Ok(Err(e)) if Instant::now() < deadline && e.contains("in use") => {
                     // The old socket may linger a moment; try again.
                     std::thread::sleep(Duration::from_millis(200));
@@ -356,7 +316,7 @@ impl Receiver {
                 Err(_) if Instant::now() < deadline => continue,
                 Err(_) => panic!("receiver did not start"),
             }
-        }
+        };
         Self {
             port,
             received,

@@ -9,8 +9,6 @@
 //! and delivered as `ADDED` events, so list and watch agree.
 //!
 //! The server runs on its own tokio runtime, shut down on drop.
-//! Included by path (`#[path = "../src/kube_support.rs"]`).
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
     collections::HashMap,
@@ -25,6 +23,7 @@ use axum::{
     routing::get,
     Router,
 };
+use kiln_testkit::kube::Container;
 use serde_json::{json, Value};
 
 /// How long a watch waits for an event before its response ends.
@@ -249,7 +248,8 @@ impl FakeApiServer {
     }
 }
 
-/// A running Pod with one container, shaped like the API server's.
+/// A running Pod with one container (labelled `app.kubernetes.io/name=<container>`),
+/// shaped like the API server's; `add_pod` gives it its resource version.
 pub fn pod_json(
     uid: &str,
     namespace: &str,
@@ -258,58 +258,24 @@ pub fn pod_json(
     container: &str,
     container_id: &str,
 ) -> Value {
-    let image = format!("registry.example/{container}:1.0");
-    json!({
-        "kind": "Pod",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": uid,
-            "creationTimestamp": "2024-05-01T10:00:00Z",
-            "labels": {"app.kubernetes.io/name": container},
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-rs"),
-                "uid": "00000000-0000-4000-8000-000000000001",
-                "controller": true, "blockOwnerDeletion": true
-            }]
-        },
-        "spec": {
-            "nodeName": node,
-            "containers": [{"name": container, "image": image, "resources": {}}],
-            "restartPolicy": "Always"
-        },
-        "status": {
-            "phase": "Running",
-            "qosClass": "Burstable",
-            "containerStatuses": [{
-                "name": container, "ready": true, "restartCount": 0, "started": true,
-                "image": image,
-                "imageID": format!("registry.example/{container}@sha256:{}", "0".repeat(64)),
-                "containerID": format!("containerd://{container_id}"),
-                "state": {"running": {"startedAt": "2024-05-01T10:00:00Z"}}
-            }]
-        }
-    })
+    kiln_testkit::kube::pod_json(
+        uid,
+        namespace,
+        name,
+        "",
+        node,
+        &[Container {
+            name: container,
+            id: container_id,
+        }],
+        json!({ "app.kubernetes.io/name": container }),
+        json!({}),
+    )
 }
 
-/// A Node with topology labels.
+/// A Node with topology labels; `add_node` gives it its resource version.
 pub fn node_json(name: &str, region: &str, zone: &str) -> Value {
-    json!({
-        "kind": "Node",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "uid": "00000000-0000-4000-8000-000000000002",
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "topology.kubernetes.io/region": region,
-                "topology.kubernetes.io/zone": zone
-            }
-        },
-        "spec": {}
-    })
+    kiln_testkit::kube::node_json(name, "", region, zone)
 }
 
 /// The cgroup (relative to a test's base) of a container of a burstable pod with the
