@@ -7,6 +7,9 @@
 //   agent_burn churn <per_sec> <secs> <ms>  start <per_sec> short children per second
 //                                        for <secs> seconds (each burning <ms>), reaping
 //                                        as they exit
+//   agent_burn pulse <ms> <period_ms> <secs>  burn <ms> in kiln_agent_pulse() every
+//                                        <period_ms> for <secs> seconds (a long-lived
+//                                        process that uses a little CPU), exit
 //
 // Build: gcc -O0 -g -fno-omit-frame-pointer -o agent_burn agent_burn.c
 #include <stdio.h>
@@ -39,6 +42,8 @@ __attribute__((noinline)) void kiln_agent_spin(double until_cpu_ms) {
 __attribute__((noinline)) void kiln_agent_burn_long(double ms) { kiln_agent_spin(cpu_ms() + ms); }
 
 __attribute__((noinline)) void kiln_agent_burn_short(double ms) { kiln_agent_spin(cpu_ms() + ms); }
+
+__attribute__((noinline)) void kiln_agent_pulse(double ms) { kiln_agent_spin(cpu_ms() + ms); }
 
 static const char *self_exe;
 
@@ -97,6 +102,16 @@ int main(int argc, char **argv) {
         while (wait(NULL) > 0) {
         }
         printf("%ld\n", started);
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "pulse") == 0) {
+        double ms = atof(argv[2]), period = atof(argv[3]), end = now_ms() + atof(argv[4]) * 1e3;
+        srand(getpid());
+        usleep((useconds_t)(rand() % (int)(period > 1 ? period : 1)) * 1000);
+        while (now_ms() < end) {
+            kiln_agent_pulse(ms);
+            usleep((useconds_t)(period * 1000));
+        }
         return 0;
     }
     if (argc == 2) {
