@@ -19,11 +19,12 @@ const PROCESSES: usize = 300;
 /// Each burns 1 ms every 600 ms: together half a CPU, so at 97 Hz every process is
 /// sampled within seconds.
 const PERIOD_MS: u32 = 600;
-/// Peak RSS the agent may reach. The budget at 5,000 processes; at 1,000 the
-/// benchmark measures far less on a quiet host, but the agent also captures whatever else
-/// this shared host runs (other tests' compilers, browsers), and only this test's
-/// processes are excluded from symbolization by the relabel rule.
-const PEAK_RSS_MB: f64 = 100.0;
+/// Peak RSS the agent may reach: a guard against regressions (an unbounded cache, a whole
+/// file read at once), not the goal. The goals (under 50 MB at 1,000 processes) are
+/// measured by `cargo xtask bench scale`; here the agent also captures, and builds unwind
+/// tables for, whatever else this shared host runs (other tests' compilers, browsers):
+/// measured 85 MB on 2026-12-04 while neighbours built Rust.
+const PEAK_RSS_MB: f64 = 128.0;
 
 /// The live processes; killed and reaped on drop.
 struct Processes(Vec<Child>);
