@@ -65,6 +65,11 @@ pub struct ScaleArgs {
     /// printed).
     #[arg(long)]
     write_doc: bool,
+    /// Give the agent a relabel rule that keeps only the cell's processes, so that it
+    /// symbolizes and exports only them (it still captures every process of the host):
+    /// on a shared host, the cost of the neighbours' big binaries then stays out.
+    #[arg(long)]
+    only_workload: bool,
 }
 
 /// One process of a cell: burns `burn_us` of CPU in its own function every `period_us`.
@@ -458,8 +463,17 @@ fn measure(
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let log = fs::File::create(out.join("agent.log"))?;
-    let mut agent = Command::new(kiln)
-        .arg("agent")
+    let mut agent = Command::new(kiln);
+    agent.arg("agent");
+    if args.only_workload {
+        let rules = out.join("only-workload.toml");
+        fs::write(
+            &rules,
+            "[[relabel_configs]]\nsource_labels = [\"__meta_process_executable_name\"]\nregex = \"kiln_scale_[0-9]+|agent_burn\"\naction = \"keep\"\n",
+        )?;
+        agent.arg("--relabel-config").arg(&rules);
+    }
+    let mut agent = agent
         .arg("--output-dir")
         .arg(&profiles)
         .arg("--metrics-listen")
@@ -713,13 +727,18 @@ fn doc_section(
     let mut s = format!("{BEGIN}\n\n");
     let _ = writeln!(
         s,
-        "Last run: {} on kernel {}, kiln at {}; `cargo xtask bench scale --duration {}` \
+        "Last run: {} on kernel {}, kiln at {}; `cargo xtask bench scale --duration {}{}` \
          (cells {}, churn {}/s burning {} ms each, live processes using {}% of one CPU \
          together); load average {} before, {} after; {} min in all.\n",
         sh("date -u '+%Y-%m-%d %H:%M UTC'"),
         uname_r(),
         sh("git rev-parse --short HEAD"),
         duration.as_secs(),
+        if args.only_workload {
+            " --only-workload"
+        } else {
+            ""
+        },
         args.cells.join(", "),
         args.churn_per_sec,
         args.churn_burn_ms,
