@@ -219,9 +219,8 @@ impl Aggregate {
         sym: &mut Symbolizer,
     ) -> u32 {
         let mut mapping = procs.get(pid).and_then(|p| p.mapping_for(addr).cloned());
-        if mapping.is_none() && procs.get(pid).is_some_and(|p| !p.exited) {
-            // Mapped after we read the maps (dlopen, JIT): read them again.
-            procs.capture(pid);
+        if mapping.is_none() && procs.recapture_for_unknown_address(pid) {
+            // Mapped after we read the maps (dlopen, JIT): read again.
             mapping = procs.get(pid).and_then(|p| p.mapping_for(addr).cloned());
         }
         let Some(m) = mapping else {

@@ -7,6 +7,11 @@
 //! - symbolizer: `symbolizer_lookups_total{result="hit|miss"}`, `symbolizer_cache_hit_ratio`,
 //!   `symbolizer_cache_entries`, `symbolizer_cache_evicted_total`, `go_binaries_cached`,
 //!   `go_binaries_evicted_total`;
+//! - caches that grow with the host, each capped: `processes_evicted_total`,
+//!   `unwind_tables`, `unwind_table_bytes`, `unwind_table_capacity_bytes`,
+//!   `unwind_processes`, `unwind_tables_compiled_total`, `unwind_tables_evicted_total`,
+//!   `unwind_tables_refused_total{cause}`, `python_code_names_cached`,
+//!   `python_code_names_evicted_total`;
 //! - processes and targets: `processes_tracked`, `binaries_open`, `targets_cached`,
 //!   `targets_discovered_total`, `targets_evicted_total`, `targets_dropped_total`,
 //!   `target_lookups_failed_total{reason}`;
@@ -51,6 +56,7 @@ use crate::{
     capture::sampler::SamplerStats,
     export::{queue::BoundedQueue, DropReason, ExporterStats},
     symbolize::SymbolizerStats,
+    unwind::LoaderStats,
 };
 
 // Every metric the agent exposes, declared once: name, type, help, label names.
@@ -118,6 +124,66 @@ const PROCESSES_TRACKED: Family = Family::new(
     "kiln_processes_tracked",
     Kind::Gauge,
     "Processes whose mappings are held for symbolization.",
+    &[],
+);
+const PROCESSES_EVICTED_TOTAL: Family = Family::new(
+    "kiln_processes_evicted_total",
+    Kind::Counter,
+    "Processes forgotten because the process table was full (gone without an exit event, or the longest tracked; a live one is captured again at its next sample).",
+    &[],
+);
+const UNWIND_TABLES: Family = Family::new(
+    "kiln_unwind_tables",
+    Kind::Gauge,
+    "DWARF unwind tables in kernel memory (one per binary).",
+    &[],
+);
+const UNWIND_TABLE_BYTES: Family = Family::new(
+    "kiln_unwind_table_bytes",
+    Kind::Gauge,
+    "Bytes of kernel memory the unwind tables use.",
+    &[],
+);
+const UNWIND_TABLE_CAPACITY_BYTES: Family = Family::new(
+    "kiln_unwind_table_capacity_bytes",
+    Kind::Gauge,
+    "Bytes of kernel memory reserved for unwind tables (--unwind-table-mib).",
+    &[],
+);
+const UNWIND_PROCESSES: Family = Family::new(
+    "kiln_unwind_processes",
+    Kind::Gauge,
+    "Processes unwound with DWARF tables.",
+    &[],
+);
+const UNWIND_TABLES_COMPILED_TOTAL: Family = Family::new(
+    "kiln_unwind_tables_compiled_total",
+    Kind::Counter,
+    "Unwind tables compiled from a binary's CFI.",
+    &[],
+);
+const UNWIND_TABLES_EVICTED_TOTAL: Family = Family::new(
+    "kiln_unwind_tables_evicted_total",
+    Kind::Counter,
+    "Unwind tables of binaries no live process maps, evicted (least recently used) to make room.",
+    &[],
+);
+const UNWIND_TABLES_REFUSED_TOTAL: Family = Family::new(
+    "kiln_unwind_tables_refused_total",
+    Kind::Counter,
+    "Unwind tables or processes left to frame pointers, by cause.",
+    &["cause"],
+);
+const PYTHON_CODE_NAMES_CACHED: Family = Family::new(
+    "kiln_python_code_names_cached",
+    Kind::Gauge,
+    "Python code objects whose names are cached.",
+    &[],
+);
+const PYTHON_CODE_NAMES_EVICTED_TOTAL: Family = Family::new(
+    "kiln_python_code_names_evicted_total",
+    Kind::Counter,
+    "Cached Python code names dropped because that cache was full.",
     &[],
 );
 const BINARIES_OPEN: Family = Family::new(
@@ -397,6 +463,13 @@ pub struct Snapshot {
     /// Go detection results cached, and dropped because that cache was full.
     pub go_binaries_cached: usize,
     pub go_binaries_evicted: u64,
+    /// Processes dropped because the process table was full.
+    pub processes_evicted: u64,
+    /// The unwind loader's counters (None when DWARF unwinding is off).
+    pub unwind: Option<LoaderStats>,
+    /// Python code names cached, and dropped because that cache was full.
+    pub python_names_cached: usize,
+    pub python_names_evicted: u64,
 }
 
 pub struct ExporterView {
@@ -541,7 +614,29 @@ impl AgentMetrics {
         m.single(&GO_BINARIES_CACHED, snap.go_binaries_cached as u64);
         m.single(&GO_BINARIES_EVICTED_TOTAL, snap.go_binaries_evicted);
         m.single(&PROCESSES_TRACKED, snap.processes as u64);
+        m.single(&PROCESSES_EVICTED_TOTAL, snap.processes_evicted);
         m.single(&BINARIES_OPEN, snap.binaries as u64);
+        let unwind = snap.unwind.unwrap_or_default();
+        m.single(&UNWIND_TABLES, unwind.tables);
+        m.single(&UNWIND_TABLE_BYTES, unwind.rows_used * 8);
+        m.single(&UNWIND_TABLE_CAPACITY_BYTES, unwind.row_capacity * 8);
+        m.single(&UNWIND_PROCESSES, unwind.processes);
+        m.single(&UNWIND_TABLES_COMPILED_TOTAL, unwind.compiled);
+        m.single(&UNWIND_TABLES_EVICTED_TOTAL, unwind.evicted);
+        m.family(&UNWIND_TABLES_REFUSED_TOTAL);
+        m.sample(&UNWIND_TABLES_REFUSED_TOTAL, &["over_cap"], unwind.over_cap);
+        m.sample(
+            &UNWIND_TABLES_REFUSED_TOTAL,
+            &["no_process_slot"],
+            unwind.slots_full,
+        );
+        m.sample(
+            &UNWIND_TABLES_REFUSED_TOTAL,
+            &["compile_error"],
+            unwind.compile_errors,
+        );
+        m.single(&PYTHON_CODE_NAMES_CACHED, snap.python_names_cached as u64);
+        m.single(&PYTHON_CODE_NAMES_EVICTED_TOTAL, snap.python_names_evicted);
         m.single(&TARGETS_CACHED, snap.targets_cached as u64);
         m.single(&TARGETS_DISCOVERED_TOTAL, snap.discovery.cache_misses);
         m.single(&TARGETS_EVICTED_TOTAL, snap.discovery.evicted);
@@ -766,6 +861,47 @@ mod tests {
             let (name, value) = line.rsplit_once(' ').expect("name value");
             assert!(value.parse::<f64>().is_ok(), "{line}");
             assert!(name.starts_with("kiln_"), "{line}");
+        }
+    }
+
+    #[test]
+    fn every_capped_cache_exposes_its_size_and_evictions() {
+        let m = AgentMetrics::new(97, Duration::from_secs(1));
+        *m.snapshot.lock().unwrap() = Snapshot {
+            processes: 7,
+            processes_evicted: 3,
+            unwind: Some(LoaderStats {
+                tables: 4,
+                rows_used: 100,
+                row_capacity: 1000,
+                evicted: 2,
+                over_cap: 1,
+                ..Default::default()
+            }),
+            python_names_cached: 9,
+            python_names_evicted: 5,
+            targets_cached: 6,
+            go_binaries_evicted: 8,
+            ..Default::default()
+        };
+        let text = m.render();
+        for line in [
+            "kiln_processes_tracked 7",
+            "kiln_processes_evicted_total 3",
+            "kiln_unwind_tables 4",
+            "kiln_unwind_table_bytes 800",
+            "kiln_unwind_table_capacity_bytes 8000",
+            "kiln_unwind_tables_evicted_total 2",
+            "kiln_unwind_tables_refused_total{cause=\"over_cap\"} 1",
+            "kiln_python_code_names_cached 9",
+            "kiln_python_code_names_evicted_total 5",
+            "kiln_targets_cached 6",
+            "kiln_targets_evicted_total 0",
+            "kiln_go_binaries_evicted_total 8",
+            "kiln_symbolizer_cache_evicted_total 0",
+            "kiln_series_known 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
     }
 

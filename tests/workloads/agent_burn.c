@@ -6,7 +6,11 @@
 //                                        exec), at most <par> at a time; exit when all did
 //   agent_burn churn <per_sec> <secs> <ms>  start <per_sec> short children per second
 //                                        for <secs> seconds (each burning <ms>), reaping
-//                                        as they exit
+//                                        as they exit (at most 512 alive at once;
+//                                        prints "started skipped")
+//   agent_burn pulse <ms> <period_ms> <secs>  burn <ms> in kiln_agent_pulse() every
+//                                        <period_ms> for <secs> seconds (a long-lived
+//                                        process that uses a little CPU), exit
 //
 // Build: gcc -O0 -g -fno-omit-frame-pointer -o agent_burn agent_burn.c
 #include <stdio.h>
@@ -40,7 +44,12 @@ __attribute__((noinline)) void kiln_agent_burn_long(double ms) { kiln_agent_spin
 
 __attribute__((noinline)) void kiln_agent_burn_short(double ms) { kiln_agent_spin(cpu_ms() + ms); }
 
+__attribute__((noinline)) void kiln_agent_pulse(double ms) { kiln_agent_spin(cpu_ms() + ms); }
+
 static const char *self_exe;
+
+/* Most churn children alive at once. */
+#define CHURN_MAX_RUNNING 512
 
 static pid_t spawn_short(const char *ms) {
     pid_t pid = fork();
@@ -82,21 +91,37 @@ int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "churn") == 0) {
         double per_sec = atof(argv[2]), secs = atof(argv[3]);
         double start = now_ms(), interval = 1000.0 / per_sec;
-        long started = 0;
+        long started = 0, skipped = 0, running = 0;
         while (now_ms() - start < secs * 1000) {
             double due = start + started * interval;
             while (now_ms() >= due && now_ms() - start < secs * 1000) {
-                spawn_short(argv[4]);
+                // On an overloaded host children outlive their slot: never more than
+                // CHURN_MAX_RUNNING at once, so the churn cannot exhaust the pids.
+                if (running < CHURN_MAX_RUNNING && spawn_short(argv[4]) > 0)
+                    running++;
+                else
+                    skipped++;
                 started++;
                 due = start + started * interval;
             }
             while (waitpid(-1, NULL, WNOHANG) > 0) {
+                running--;
             }
             usleep(1000);
         }
         while (wait(NULL) > 0) {
         }
-        printf("%ld\n", started);
+        printf("%ld %ld\n", started - skipped, skipped);
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "pulse") == 0) {
+        double ms = atof(argv[2]), period = atof(argv[3]), end = now_ms() + atof(argv[4]) * 1e3;
+        srand(getpid());
+        usleep((useconds_t)(rand() % (int)(period > 1 ? period : 1)) * 1000);
+        while (now_ms() < end) {
+            kiln_agent_pulse(ms);
+            usleep((useconds_t)(period * 1000));
+        }
         return 0;
     }
     if (argc == 2) {

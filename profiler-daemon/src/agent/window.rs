@@ -92,7 +92,10 @@ impl SampleSource for Collector {
         snap.symbolizer = Some(self.symbolizer_stats());
         (snap.go_binaries_cached, snap.go_binaries_evicted) = self.go_cache_stats();
         snap.processes = self.procs.len();
+        snap.processes_evicted = self.procs.evicted;
         snap.binaries = self.procs.binaries.len();
+        snap.unwind = self.unwind_stats();
+        (snap.python_names_cached, snap.python_names_evicted) = self.python_cache_stats();
     }
 }
 

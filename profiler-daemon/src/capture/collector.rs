@@ -307,6 +307,7 @@ impl Collector {
             }
             k
         });
+        self.procs.next_drain();
         agg.add(&samples, &mut self.procs, &mut self.symbolizer);
         self.symbolizer.end_drain(PARSED_BINARIES);
         if let Some(unwind) = &mut self.unwind {
@@ -316,6 +317,20 @@ impl Collector {
         }
         for &pid in &exited {
             self.symbolizer.python.forget(pid);
+        }
+        // Processes the full table forgot: those that are gone (their exit event was lost)
+        // are cleaned up as on exit; live ones are captured again on their next sample.
+        for pid in self.procs.take_evicted() {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            self.sampler.process_ended(pid);
+            self.sampler.remove_go_process(pid);
+            self.sampler.remove_py_process(pid);
+            self.symbolizer.python.forget(pid);
+            if let Some(unwind) = &mut self.unwind {
+                unwind.remove_process(pid);
+            }
         }
         for (id, _) in self.procs.evict_exited(&exited) {
             self.symbolizer.forget(id);
@@ -357,6 +372,14 @@ impl Collector {
     /// Go detection results cached, and dropped because the cache was full.
     pub fn go_cache_stats(&self) -> (usize, u64) {
         (self.go_binaries.len(), self.go_binaries.evicted())
+    }
+
+    /// Python code names cached, and dropped because that cache was full.
+    pub fn python_cache_stats(&self) -> (usize, u64) {
+        (
+            self.symbolizer.python.cached(),
+            self.symbolizer.python.evicted,
+        )
     }
 
     pub fn symbolizer_stats(&self) -> SymbolizerStats {

@@ -61,6 +61,10 @@ pub struct Process {
     /// Executable mappings sorted by start address.
     pub mappings: Vec<ExecMapping>,
     pub exited: bool,
+    /// When it was (re)captured, in captures: the oldest go first at the cap.
+    captured_seq: u64,
+    /// The drain (see [`ProcessTable::next_drain`]) in which it was last captured.
+    captured_drain: u64,
 }
 
 impl Process {
@@ -138,8 +142,18 @@ impl Binaries {
     }
 }
 
+/// Default cap of [`ProcessTable`]: far above the processes a host runs at once (the
+/// benchmark's largest cell has 5,000), small enough to bound memory (~2 KB each) when
+/// exit events are lost.
+pub const MAX_PROCESSES: usize = 16_384;
+
 /// Processes seen in samples, their mappings, and the binaries they share.
-#[derive(Default)]
+///
+/// Capped: a process is forgotten when its exit is drained, but exit events can be lost
+/// (a full ring buffer), and a table without a cap would then grow with every pid the
+/// host ever ran. At the cap, processes that no longer exist go first, then the eighth
+/// captured longest ago (they are captured again on their next sample); both counted in
+/// [`ProcessTable::evicted`].
 pub struct ProcessTable {
     processes: HashMap<u32, Process>,
     pub binaries: Binaries,
@@ -148,9 +162,109 @@ pub struct ProcessTable {
     /// Processes (re)captured since the last [`ProcessTable::take_captured`], for the
     /// unwind loader.
     captured: Vec<u32>,
+    cap: usize,
+    next_seq: u64,
+    /// Processes dropped because the table was full, since creation.
+    pub evicted: u64,
+    /// Pids evicted since the last [`ProcessTable::take_evicted`], for the caches keyed by
+    /// pid (unwind slots, Python code names).
+    evicted_pids: Vec<u32>,
+    /// An eviction may have left binaries no process maps: close them at the next
+    /// [`ProcessTable::evict_exited`].
+    binaries_unreferenced: bool,
+    /// Drains so far; a process is re-read for an unknown address once per drain.
+    drain: u64,
+    /// Re-reads for an unknown address skipped because the process was read in the same
+    /// drain already.
+    pub recaptures_skipped: u64,
+}
+
+impl Default for ProcessTable {
+    fn default() -> Self {
+        Self::with_cap(MAX_PROCESSES)
+    }
 }
 
 impl ProcessTable {
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            processes: HashMap::new(),
+            binaries: Binaries::default(),
+            capture_failures: 0,
+            captured: Vec::new(),
+            cap: cap.max(1),
+            next_seq: 0,
+            evicted: 0,
+            evicted_pids: Vec::new(),
+            binaries_unreferenced: false,
+            drain: 0,
+            recaptures_skipped: 0,
+        }
+    }
+
+    /// Starts a new drain: each process may be re-read once more for an address its
+    /// captured mappings do not cover.
+    pub fn next_drain(&mut self) {
+        self.drain += 1;
+    }
+
+    /// Re-reads `pid`'s mappings because a sample holds an address none of them covers
+    /// (code mapped since: dlopen, JIT), at most once per drain: a program without frame
+    /// pointers yields garbage return addresses on every sample, and re-reading the maps
+    /// of a big process for each would cost more than the whole drain.
+    pub fn recapture_for_unknown_address(&mut self, pid: u32) -> bool {
+        match self.processes.get(&pid) {
+            Some(p) if p.exited => false,
+            Some(p) if p.captured_drain == self.drain => {
+                self.recaptures_skipped += 1;
+                false
+            }
+            _ => self.capture(pid),
+        }
+    }
+
+    /// Makes room for one more process: first forgets processes that are gone (their
+    /// exit was missed), then, if that freed nothing, the eighth captured longest ago.
+    fn make_room(&mut self) {
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .copied()
+            .collect();
+        let victims = if gone.is_empty() {
+            let mut by_age: Vec<(u64, u32)> = self
+                .processes
+                .iter()
+                .map(|(pid, p)| (p.captured_seq, *pid))
+                .collect();
+            by_age.sort_unstable();
+            by_age
+                .into_iter()
+                .take((self.cap / 8).max(1))
+                .map(|(_, pid)| pid)
+                .collect()
+        } else {
+            gone
+        };
+        log::debug!(
+            "process table full ({} processes): forgetting {}",
+            self.processes.len(),
+            victims.len()
+        );
+        for pid in victims {
+            self.processes.remove(&pid);
+            self.evicted += 1;
+            self.evicted_pids.push(pid);
+        }
+        self.binaries_unreferenced = true;
+    }
+
+    /// Pids evicted (not exited) since the last call.
+    pub fn take_evicted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.evicted_pids)
+    }
+
     pub fn get(&self, pid: u32) -> Option<&Process> {
         self.processes.get(&pid)
     }
@@ -212,13 +326,29 @@ impl ProcessTable {
             "pid {pid}: captured {} executable mappings ({comm})",
             mappings.len()
         );
-        self.captured.push(pid);
+        if !self.processes.contains_key(&pid) && self.processes.len() >= self.cap {
+            self.make_room();
+        }
+        let unchanged = self.processes.get(&pid).is_some_and(|p| {
+            p.mappings.len() == mappings.len()
+                && p.mappings.iter().zip(&mappings).all(|(a, b)| {
+                    (a.start, a.end, a.file_offset, a.binary)
+                        == (b.start, b.end, b.file_offset, b.binary)
+                })
+        });
+        // The unwind loader needs a process again only if its code moved.
+        if !unchanged {
+            self.captured.push(pid);
+        }
+        self.next_seq += 1;
         self.processes.insert(
             pid,
             Process {
                 comm,
                 mappings,
                 exited: false,
+                captured_seq: self.next_seq,
+                captured_drain: self.drain,
             },
         );
         true
@@ -275,7 +405,7 @@ impl ProcessTable {
         for pid in exited {
             self.processes.remove(pid);
         }
-        if exited.is_empty() {
+        if exited.is_empty() && !std::mem::take(&mut self.binaries_unreferenced) {
             return Vec::new();
         }
         let live: HashSet<BinaryId> = self
@@ -417,5 +547,64 @@ mod tests {
             !table.mappings_changed(u32::MAX),
             "an unknown pid is not a change"
         );
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_gone_first_then_the_oldest_and_counts_them() {
+        let mut children: Vec<std::process::Child> = (0..6)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+        let mut table = ProcessTable::with_cap(4);
+        for &pid in &pids[..4] {
+            assert!(table.capture(pid));
+        }
+        assert_eq!(table.len(), 4);
+        // One of them is gone without an exit event: it makes room first.
+        children[1].kill().unwrap();
+        children[1].wait().unwrap();
+        assert!(table.capture(pids[4]));
+        assert_eq!(table.len(), 4);
+        assert!(table.get(pids[1]).is_none(), "the gone process stayed");
+        assert!(table.get(pids[0]).is_some(), "a live process went first");
+        assert_eq!(table.evicted, 1);
+        // All alive: the oldest capture goes (an eighth of the cap, at least one).
+        assert!(table.capture(pids[5]));
+        assert_eq!(table.len(), 4);
+        assert!(table.get(pids[0]).is_none(), "the oldest capture stayed");
+        assert_eq!(table.evicted, 2);
+        assert_eq!(table.take_evicted(), vec![pids[1], pids[0]]);
+        // Re-capturing a known process is no growth and evicts nothing.
+        assert!(table.capture(pids[5]));
+        assert_eq!(table.evicted, 2);
+        // Binaries only evicted processes mapped are closed at the next drain; `sleep`'s
+        // are still mapped by the others, so none closes here.
+        assert!(table.evict_exited(&[]).is_empty());
+        for mut c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    #[test]
+    fn an_unknown_address_rereads_a_process_once_per_drain() {
+        let pid = std::process::id();
+        let mut table = ProcessTable::default();
+        assert!(table.capture(pid));
+        assert_eq!(table.take_captured(), vec![pid]);
+        // Read in this drain already: not again.
+        assert!(!table.recapture_for_unknown_address(pid));
+        assert_eq!(table.recaptures_skipped, 1);
+        table.next_drain();
+        assert!(table.recapture_for_unknown_address(pid));
+        assert!(!table.recapture_for_unknown_address(pid));
+        assert_eq!(table.recaptures_skipped, 2);
+        // Unchanged mappings: the unwind loader is not asked again.
+        assert!(table.take_captured().is_empty());
     }
 }

@@ -65,6 +65,11 @@ pub struct ScaleArgs {
     /// printed).
     #[arg(long)]
     write_doc: bool,
+    /// Give the agent a relabel rule that keeps only the cell's processes, so that it
+    /// symbolizes and exports only them (it still captures every process of the host):
+    /// on a shared host, the cost of the neighbours' big binaries then stays out.
+    #[arg(long)]
+    only_workload: bool,
 }
 
 /// One process of a cell: burns `burn_us` of CPU in its own function every `period_us`.
@@ -135,6 +140,9 @@ struct Measured {
     bpf_pct: f64,
     rss_steady_mb: f64,
     rss_peak_mb: f64,
+    /// Highest anonymous RSS (heap, stacks) polled: the peak without the file pages of
+    /// the binaries mapped to symbolize them, which the kernel can reclaim.
+    anon_peak_mb: f64,
     rss_drift_mb: f64,
     /// RSS (MB) at each minute, for the flatness read-out.
     rss_per_minute: Vec<f64>,
@@ -218,11 +226,12 @@ pub(super) fn run(args: ScaleArgs) -> anyhow::Result<()> {
         match measure(&kiln, &binaries, &churn, &cell.kind, &args, duration, &out) {
             Ok(m) => {
                 eprintln!(
-                    "agent CPU {:.3}% + eBPF {:.3}%, RSS {:.1} MB steady, {:.1} MB peak, drift {:+.1} MB; {} processes tracked ({} alive); RSS per minute {:.1?}",
+                    "agent CPU {:.3}% + eBPF {:.3}%, RSS {:.1} MB steady, {:.1} MB peak ({:.1} MB anonymous), drift {:+.1} MB; {} processes tracked ({} alive); RSS per minute {:.1?}",
                     m.cpu_pct,
                     m.bpf_pct,
                     m.rss_steady_mb,
                     m.rss_peak_mb,
+                    m.anon_peak_mb,
                     m.rss_drift_mb,
                     m.processes_tracked,
                     m.alive,
@@ -384,6 +393,15 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// `RssAnon` of a process, in kB.
+fn anon_kb(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// `VmRSS` and `VmHWM` of a process, in kB.
 fn rss_kb(pid: u32) -> Option<(u64, u64)> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -445,8 +463,17 @@ fn measure(
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let log = fs::File::create(out.join("agent.log"))?;
-    let mut agent = Command::new(kiln)
-        .arg("agent")
+    let mut agent = Command::new(kiln);
+    agent.arg("agent");
+    if args.only_workload {
+        let rules = out.join("only-workload.toml");
+        fs::write(
+            &rules,
+            "[[relabel_configs]]\nsource_labels = [\"__meta_process_executable_name\"]\nregex = \"kiln_scale_[0-9]+|agent_burn\"\naction = \"keep\"\n",
+        )?;
+        agent.arg("--relabel-config").arg(&rules);
+    }
+    let mut agent = agent
         .arg("--output-dir")
         .arg(&profiles)
         .arg("--metrics-listen")
@@ -477,8 +504,16 @@ fn measure(
         let mut watch = Watch::default();
         let mut rss: Vec<(f64, f64)> = Vec::new(); // (seconds since start, MB)
         let mut warm: Option<(Instant, u64, u64)> = None;
+        let mut anon_peak_kb = 0;
+        let mut last_poll = Instant::now();
         while start.elapsed() < duration {
-            thread::sleep(Duration::from_secs(2));
+            // Anonymous RSS every 250 ms (its peaks are short); the rest every 2 s.
+            thread::sleep(Duration::from_millis(250));
+            anon_peak_kb = anon_peak_kb.max(anon_kb(pid).unwrap_or(0));
+            if last_poll.elapsed() < Duration::from_secs(2) {
+                continue;
+            }
+            last_poll = Instant::now();
             if let Ok(Some(status)) = agent.try_wait() {
                 bail!("kiln agent exited: {status} (see target/bench/scale/agent.log)");
             }
@@ -521,6 +556,7 @@ fn measure(
             bpf_pct: bpf as f64 / 1e9 / secs * 100.0,
             rss_steady_mb: median(after).unwrap_or(0.0),
             rss_peak_mb: hwm as f64 / 1024.0,
+            anon_peak_mb: anon_peak_kb as f64 / 1024.0,
             rss_drift_mb: last - first,
             rss_per_minute,
             processes_tracked: metric(&metrics, "kiln_processes_tracked"),
@@ -548,20 +584,21 @@ fn measure(
 
 fn table(cells: &[Cell]) -> String {
     let mut t = String::from(
-        "| Cell | Agent CPU (% of one CPU) | eBPF CPU | RSS steady MB | RSS peak MB | RSS drift MB | Processes tracked | Binaries open | Labels cached | Symbol cache entries | Series (last window) | Samples exported |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| Cell | Agent CPU (% of one CPU) | eBPF CPU | RSS steady MB | RSS peak MB | of it anonymous, peak MB | RSS drift MB | Processes tracked | Binaries open | Labels cached | Symbol cache entries | Series (last window) | Samples exported |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cells {
         match (&c.result, &c.error) {
             (Some(m), _) => {
                 let _ = writeln!(
                     t,
-                    "| {} | {:.3}% | {:.3}% | {:.1} | {:.1} | {:+.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}{} | {:.0} |",
+                    "| {} | {:.3}% | {:.3}% | {:.1} | {:.1} | {:.1} | {:+.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}{} | {:.0} |",
                     c.label(),
                     m.cpu_pct,
                     m.bpf_pct,
                     m.rss_steady_mb,
                     m.rss_peak_mb,
+                    m.anon_peak_mb,
                     m.rss_drift_mb,
                     m.processes_tracked,
                     m.binaries_open,
@@ -577,7 +614,7 @@ fn table(cells: &[Cell]) -> String {
                 );
             }
             (None, Some(e)) => {
-                let _ = writeln!(t, "| {} | failed: {e} |||||||||||", c.label());
+                let _ = writeln!(t, "| {} | failed: {e} ||||||||||||", c.label());
             }
             (None, None) => {}
         }
@@ -690,13 +727,18 @@ fn doc_section(
     let mut s = format!("{BEGIN}\n\n");
     let _ = writeln!(
         s,
-        "Last run: {} on kernel {}, kiln at {}; `cargo xtask bench scale --duration {}` \
+        "Last run: {} on kernel {}, kiln at {}; `cargo xtask bench scale --duration {}{}` \
          (cells {}, churn {}/s burning {} ms each, live processes using {}% of one CPU \
          together); load average {} before, {} after; {} min in all.\n",
         sh("date -u '+%Y-%m-%d %H:%M UTC'"),
         uname_r(),
         sh("git rev-parse --short HEAD"),
         duration.as_secs(),
+        if args.only_workload {
+            " --only-workload"
+        } else {
+            ""
+        },
         args.cells.join(", "),
         args.churn_per_sec,
         args.churn_burn_ms,

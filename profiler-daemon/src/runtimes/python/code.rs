@@ -56,6 +56,8 @@ pub struct CodeNames {
     /// Samples whose Python frames did not fit their native stack's interpreter
     /// activations: they keep their native stack.
     pub mismatched: u64,
+    /// Cached names dropped because the cache was full, since creation.
+    pub evicted: u64,
 }
 
 impl CodeNames {
@@ -69,6 +71,11 @@ impl CodeNames {
     fn drop_cached(&mut self, pid: u32) {
         self.cache.retain(|(p, _, _), _| *p != pid);
         self.cached_bytes = self.cache.values().flatten().map(|i| i.bytes()).sum();
+    }
+
+    /// Code objects whose names (or unreadability) are cached.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
     }
 
     pub fn any_registered(&self) -> bool {
@@ -101,6 +108,7 @@ impl CodeNames {
                     .map(Arc::new);
                 let bytes = info.as_ref().map_or(0, |i| i.bytes());
                 if self.cache.len() >= MAX_CACHED || self.cached_bytes + bytes > MAX_CACHED_BYTES {
+                    self.evicted += self.cache.len() as u64;
                     self.cache.clear();
                     self.cached_bytes = 0;
                 }
@@ -285,5 +293,25 @@ mod tests {
         assert!(names.name(pid, &reused).is_none());
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// The cache stays under its cap and counts what it drops: unreadable code objects
+    /// (addresses in the unmapped first page of this process) are cached too.
+    #[test]
+    fn the_code_name_cache_is_capped_and_counts_its_evictions() {
+        let mut names = CodeNames::default();
+        let pid = std::process::id();
+        names.register(pid, *layout::layout((3, 11)).unwrap());
+        for i in 0..=MAX_CACHED as u64 {
+            let frame = PyFrame {
+                code: 8 + i % 512 * 8,
+                tag: (i / 512) as u32,
+                instr: PY_INSTR_UNKNOWN,
+            };
+            assert!(names.name(pid, &frame).is_none());
+            assert!(names.cached() <= MAX_CACHED);
+        }
+        assert_eq!(names.evicted, MAX_CACHED as u64);
+        assert_eq!(names.cached(), 1);
     }
 }
