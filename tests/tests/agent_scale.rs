@@ -4,16 +4,13 @@
 //! `/metrics`. The full-size measurement is `cargo xtask bench scale`
 //! (docs/benchmarks.md, "Agent at scale").
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::{
     collections::HashSet,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 const PROCESSES: usize = 300;
 /// Each burns 1 ms every 600 ms: together half a CPU, so at 97 Hz every process is
@@ -56,7 +53,7 @@ fn agent_tracks_hundreds_of_processes_within_its_memory_budget() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = build_workload("agent_burn", tmp.path());
+    let exe = build_workload("agent_burn", &[]);
     let tok = token();
     let out = tmp.path().join("profiles");
     // Only this test's processes are symbolized and exported.

@@ -2,15 +2,12 @@
 //! exports carry the Python functions with their file and line, merged in place of the
 //! interpreter loop, and the series is named after the script (`service_name`).
 
-#[path = "../src/agent_support.rs"]
-mod agent_support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use kiln_tests::{agent::*, *};
 
 const PYTHON: &str = "/usr/bin/python3.11";
 
