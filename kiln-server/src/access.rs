@@ -122,12 +122,12 @@ pub struct Refusal {
 }
 
 impl Access {
-    /// Whether `req` may go on to its route; the server's access middleware applies this
-    /// to every route.
-    pub fn admit(&self, req: &Request) -> Result<(), Refusal> {
+    /// Why `req` may not go on to its route, if it may not; the server's access
+    /// middleware applies this to every route.
+    pub fn refusal(&self, req: &Request) -> Option<Refusal> {
         // Liveness probes carry no credentials and reveal nothing.
         if req.uri().path() == "/healthz" {
-            return Ok(());
+            return None;
         }
         if self.loopback_hosts_only {
             let host = req
@@ -136,7 +136,7 @@ impl Access {
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| req.uri().authority().map(|a| a.as_str()));
             if !host.is_some_and(is_loopback_host) {
-                return Err(Refusal {
+                return Some(Refusal {
                     reason: "bad_host",
                     response: ApiError::new(
                         StatusCode::MISDIRECTED_REQUEST,
@@ -163,13 +163,13 @@ impl Access {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"kiln\", charset=\"UTF-8\""),
                 );
-                return Err(Refusal {
+                return Some(Refusal {
                     reason: "unauthorized",
                     response: r,
                 });
             }
         }
-        Ok(())
+        None
     }
 }
 

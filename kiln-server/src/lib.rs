@@ -311,9 +311,9 @@ async fn check_access(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match st.access.admit(&req) {
-        Ok(()) => next.run(req).await,
-        Err(refusal) => {
+    match st.access.refusal(&req) {
+        None => next.run(req).await,
+        Some(refusal) => {
             st.metrics.reject(refusal.reason);
             refusal.response
         }
