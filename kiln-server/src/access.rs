@@ -10,15 +10,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
 
 /// A token clients must present. Its `Debug` never shows it.
 #[derive(Clone)]
@@ -117,50 +115,62 @@ fn credentials_match(token: &Token, value: &HeaderValue) -> bool {
     }
 }
 
-/// The middleware applying [`Access`] to every route.
-pub async fn check(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    // Liveness probes carry no credentials and reveal nothing.
-    if req.uri().path() == "/healthz" {
-        return next.run(req).await;
-    }
-    let access = &st.access;
-    if access.loopback_hosts_only {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
-        if !host.is_some_and(is_loopback_host) {
-            st.metrics.reject("bad_host");
-            return ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "bad_host",
-                "this server listens on loopback and answers only requests to localhost, 127.0.0.1 or [::1]",
-            )
-            .into_response();
+/// Why a request was refused: the reason counted in `/metrics` and the response to send.
+pub struct Refusal {
+    pub reason: &'static str,
+    pub response: Response,
+}
+
+impl Access {
+    /// Why `req` may not go on to its route, if it may not; the server's access
+    /// middleware applies this to every route.
+    pub fn refusal(&self, req: &Request) -> Option<Refusal> {
+        // Liveness probes carry no credentials and reveal nothing.
+        if req.uri().path() == "/healthz" {
+            return None;
         }
-    }
-    if let Some(token) = &access.token {
-        let ok = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .is_some_and(|v| credentials_match(token, v));
-        if !ok {
-            st.metrics.reject("unauthorized");
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong credentials: send Authorization: Bearer <token>, or basic auth with the token as password",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"kiln\", charset=\"UTF-8\""),
-            );
-            return r;
+        if self.loopback_hosts_only {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()));
+            if !host.is_some_and(is_loopback_host) {
+                return Some(Refusal {
+                    reason: "bad_host",
+                    response: ApiError::new(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "bad_host",
+                        "this server listens on loopback and answers only requests to localhost, 127.0.0.1 or [::1]",
+                    )
+                    .into_response(),
+                });
+            }
         }
+        if let Some(token) = &self.token {
+            let ok = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .is_some_and(|v| credentials_match(token, v));
+            if !ok {
+                let mut r = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing or wrong credentials: send Authorization: Bearer <token>, or basic auth with the token as password",
+                )
+                .into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"kiln\", charset=\"UTF-8\""),
+                );
+                return Some(Refusal {
+                    reason: "unauthorized",
+                    response: r,
+                });
+            }
+        }
+        None
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -300,9 +300,24 @@ pub fn router_with_access(store: Arc<Store>, limits: Limits, access: Access) -> 
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            access::check,
+            check_access,
         ))
         .with_state(state)
+}
+
+/// Applies [`Access`] to every route, counting each refusal by its reason.
+async fn check_access(
+    State(st): State<routes::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match st.access.refusal(&req) {
+        None => next.run(req).await,
+        Some(refusal) => {
+            st.metrics.reject(refusal.reason);
+            refusal.response
+        }
+    }
 }
 
 async fn metrics_handler(State(st): State<routes::AppState>) -> impl IntoResponse {

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use crate::buckets::LEVELS;
 use crate::codec::{get_str, get_varint, put_str, put_varint};
 use crate::error::{CorruptError, Result, StoreError};
 use crate::hash::FxHashMap;
@@ -258,7 +259,7 @@ impl SeriesIndex {
             }
         }
         if let Ok(roll) = txn.open_table(schema::ROLLUPS) {
-            for level in 1..=crate::rollup::LEVELS.len() as u8 {
+            for level in 1..=LEVELS.len() as u8 {
                 for id in 0..idx.series.len() as u32 {
                     let r = (level, id, i64::MIN)..=(level, id, i64::MAX);
                     if let Some(first) = roll.range(r.clone())?.next() {
@@ -266,7 +267,7 @@ impl SeriesIndex {
                     }
                     if let Some(last) = roll.range(r)?.next_back() {
                         let t = last?.0.value().2;
-                        idx.touch(id, t + crate::rollup::LEVELS[level as usize - 1] - 1);
+                        idx.touch(id, t + LEVELS[level as usize - 1] - 1);
                     }
                 }
             }

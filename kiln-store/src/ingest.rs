@@ -9,10 +9,11 @@
 
 use kiln_proto::pprof::Profile;
 
+use crate::buckets::MAX_TIME;
 use crate::error::InvalidInput;
 use crate::hash::FxHashMap;
 use crate::index::Labels;
-use crate::StoreOptions;
+use crate::options::StoreOptions;
 
 /// What an agent or the HTTP server hands to [`crate::Store::ingest`].
 #[derive(Clone, Debug, Default)]
@@ -146,7 +147,7 @@ pub fn prepare(req: IngestRequest, opts: &StoreOptions) -> Result<Prepared, Inva
         });
     }
     for t in [from_nanos, until_nanos] {
-        if !(0..=crate::store::MAX_TIME).contains(&t) {
+        if !(0..=MAX_TIME).contains(&t) {
             return Err(InvalidInput::TimeOutOfRange(t));
         }
     }

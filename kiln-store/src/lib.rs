@@ -86,6 +86,7 @@
 //! size retention deleted data and the file is still over the limit, the file is
 //! compacted ([`Store::vacuum`]).
 
+pub mod buckets;
 pub mod codec;
 pub mod error;
 pub mod export;
@@ -93,6 +94,7 @@ pub mod flamebearer;
 mod hash;
 pub mod index;
 pub mod ingest;
+pub mod options;
 pub mod query;
 pub mod retention;
 pub mod rollup;
@@ -109,6 +111,7 @@ pub use error::{InvalidInput, StoreError};
 pub use flamebearer::{DiffRender, Flamebearer, Metadata, SingleRender, Timeline};
 pub use index::ProfileTypeInfo;
 pub use ingest::{now_nanos, IngestOutcome, IngestRequest};
+pub use options::StoreOptions;
 pub use query::{default_step, GroupTotal, GroupTotals, QueryRange, RenderOptions};
-pub use store::{MaintenanceReport, Store, StoreOptions, StoreStats};
+pub use store::{MaintenanceReport, Store, StoreStats};
 pub use tree::Tree;

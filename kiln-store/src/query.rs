@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::ReadableDatabase;
 
+use crate::buckets::{self, MAX_TIME, NS};
 use crate::codec::for_each_pair;
 use crate::error::{Result, StoreError};
 use crate::flamebearer::{self, DiffRender, Metadata, SingleRender, Timeline};
 use crate::rollup::{self, plan};
 use crate::schema;
 use crate::selector::{parse_query, Matcher};
-use crate::store::{read, Store, MAX_TIME};
+use crate::store::{read, Store};
 use crate::tree::{Tree, TreeBuilder};
 
-const NS: i64 = 1_000_000_000;
 /// Most points a timeline may have; larger requests get a coarser step.
 pub const MAX_TIMELINE_POINTS: i64 = 11_000;
 
@@ -465,17 +465,17 @@ impl Store {
         step_secs: i64,
     ) -> Result<(Timeline, Vec<Timeline>)> {
         let mut step = step_secs.max(1) * NS;
-        let start = rollup::floor(clamp(from), step);
-        let mut end = rollup::ceil(clamp(until), step).max(start + step);
+        let start = buckets::floor(clamp(from), step);
+        let mut end = buckets::ceil(clamp(until), step).max(start + step);
         if (end - start) / step > MAX_TIMELINE_POINTS {
-            step = rollup::ceil((end - start) / MAX_TIMELINE_POINTS, NS);
-            end = start + rollup::ceil(end - start, step);
+            step = buckets::ceil((end - start) / MAX_TIMELINE_POINTS, NS);
+            end = start + buckets::ceil(end - start, step);
         }
         let points = ((end - start) / step) as usize;
         // Only levels whose buckets fit whole in a step, aligned to it.
         let mut wms = *read(&self.watermarks);
         for level in 1..=3u8 {
-            let sz = rollup::size(level);
+            let sz = buckets::size(level);
             if sz > step || step % sz != 0 || start % sz != 0 {
                 wms[level as usize - 1] = 0;
             }
@@ -515,7 +515,7 @@ impl Store {
                         let t = k.value().1;
                         spread(start, step, points, t, duration, value, &mut add);
                         let end = match duration.clamp(0, MAX_SPREAD_NANOS) {
-                            0 => rollup::floor(t - start, step) + step + start,
+                            0 => buckets::floor(t - start, step) + step + start,
                             d => t + d,
                         };
                         data_end = data_end.max(end);

@@ -7,9 +7,9 @@
 
 use redb::WriteTransaction;
 
+use crate::buckets;
 use crate::error::Result;
 use crate::index::SeriesIndex;
-use crate::rollup;
 use crate::schema;
 
 pub fn delete_before(txn: &WriteTransaction, index: &SeriesIndex, cutoff: i64) -> Result<u64> {
@@ -30,7 +30,7 @@ pub fn delete_before(txn: &WriteTransaction, index: &SeriesIndex, cutoff: i64) -
         raw.retain_in((id, i64::MIN)..(id, cutoff), |k, v| count(k, v))?;
         raw_totals.retain_in((id, i64::MIN)..(id, cutoff), |_, _| false)?;
         for level in 1..=3u8 {
-            let end = cutoff - rollup::size(level) + 1;
+            let end = cutoff - buckets::size(level) + 1;
             rollups.retain_in((level, id, i64::MIN)..(level, id, end), |_, _| {
                 deleted += 1;
                 false

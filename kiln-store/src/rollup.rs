@@ -13,33 +13,14 @@ use std::collections::BTreeMap;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use crate::buckets::{ceil, floor, size, NS};
 use crate::codec::{decode_block, encode_block, merge_pairs};
 use crate::error::{Result, StoreError};
 use crate::index::SeriesIndex;
 use crate::schema;
 
-const NS: i64 = 1_000_000_000;
-/// Bucket sizes (ns) of levels 1, 2, 3.
-pub const LEVELS: [i64; 3] = [300 * NS, 3600 * NS, 86400 * NS];
 /// At most this much time (ns) is compacted per level in one transaction.
 const MAX_SPAN: [i64; 3] = [6 * 3600 * NS, 2 * 86400 * NS, 14 * 86400 * NS];
-
-pub fn size(level: u8) -> i64 {
-    LEVELS[level as usize - 1]
-}
-
-pub fn floor(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
-}
-
-pub fn ceil(t: i64, step: i64) -> i64 {
-    let f = floor(t, step);
-    if f == t {
-        t
-    } else {
-        f.saturating_add(step)
-    }
-}
 
 /// One range of rows to read: `level` 0 for raw rows, else rollup buckets with start in
 /// `[lo, hi)`.
@@ -219,12 +200,5 @@ mod tests {
             lo: 2 * H,
             hi: 10 * H
         }));
-    }
-
-    #[test]
-    fn floor_ceil_negative() {
-        assert_eq!(floor(-1, 10), -10);
-        assert_eq!(ceil(-1, 10), 0);
-        assert_eq!(ceil(10, 10), 10);
     }
 }

@@ -4,54 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
+use crate::buckets::{self, MAX_TIME};
 use crate::codec::{decode_block, encode_block, merge_pairs, normalize};
 use crate::error::{CorruptError, Result, StoreError};
 use crate::hash::IdMap;
 use crate::index::SeriesIndex;
 use crate::ingest::{prepare, IngestOutcome, IngestRequest, Prepared};
+use crate::options::StoreOptions;
 use crate::rollup;
 use crate::schema;
 use crate::symbols::Symbols;
-
-/// Tunables and limits of a [`Store`].
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    /// Delete data older than this (None: keep forever).
-    pub retention_age: Option<Duration>,
-    /// Delete the oldest data while the database uses more than this many bytes.
-    pub retention_bytes: Option<u64>,
-    /// Refuse ingests that would create more series than this (bounds memory).
-    pub max_series: usize,
-    /// Keep at most this many frames of a stack (the leaf-most ones).
-    pub max_stack_depth: usize,
-    /// At most this many labels per series, sample labels included.
-    pub max_labels: usize,
-    /// Refuse profiles with more samples than this.
-    pub max_samples_per_profile: usize,
-    /// redb page cache size.
-    pub cache_bytes: usize,
-    /// Rollup buckets are built once they ended this long ago.
-    pub rollup_grace: Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            retention_age: None,
-            retention_bytes: None,
-            max_series: 200_000,
-            max_stack_depth: 1000,
-            max_labels: 64,
-            max_samples_per_profile: 1_000_000,
-            cache_bytes: 256 << 20,
-            rollup_grace: Duration::from_secs(60),
-        }
-    }
-}
 
 /// Counters and sizes, for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -112,9 +77,6 @@ pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
-
-/// Largest time accepted (year ~2116), so bucket arithmetic cannot overflow.
-pub const MAX_TIME: i64 = 1 << 62;
 
 impl Store {
     /// Opens (or creates) the store in directory `dir` (file `kiln.redb`).
@@ -549,7 +511,7 @@ impl Store {
             )?;
             // Late data for buckets already rolled up goes into them directly.
             for level in 1..=3u8 {
-                let bucket = rollup::floor(time, rollup::size(level));
+                let bucket = buckets::floor(time, buckets::size(level));
                 if bucket < wms[level as usize - 1] {
                     let key = (level, series, bucket);
                     let merged = match t.rollups.get(key)? {
@@ -580,7 +542,9 @@ impl Store {
                 if wms[li] == 0 {
                     let first = read(&self.index).series.iter().map(|s| s.first).min();
                     match first {
-                        Some(f) if f < MAX_TIME => wms[li] = rollup::floor(f, rollup::size(level)),
+                        Some(f) if f < MAX_TIME => {
+                            wms[li] = buckets::floor(f, buckets::size(level))
+                        }
                         _ => break,
                     }
                 }
@@ -646,7 +610,7 @@ impl Store {
                     .min();
                 let Some(oldest) = oldest else { break };
                 let n = self
-                    .delete_before(rollup::floor(oldest, 3_600_000_000_000) + 3_600_000_000_000)?;
+                    .delete_before(buckets::floor(oldest, 3_600_000_000_000) + 3_600_000_000_000)?;
                 deleted += n;
                 if n == 0 {
                     break;

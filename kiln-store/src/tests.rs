@@ -254,7 +254,7 @@ fn rollups_agree_with_raw_and_late_data_is_counted() {
         assert_eq!(a.folded(), b.folded());
     }
     // Timelines at steps served by hour, 5-minute and raw totals agree on aligned ranges.
-    let from = crate::rollup::floor(t0, 3600 * S);
+    let from = crate::buckets::floor(t0, 3600 * S);
     for step in [3600, 300, 10] {
         let tl = store.timeline(&q, from, from + 4 * 3600 * S, step).unwrap();
         assert_eq!(

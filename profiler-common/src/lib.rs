@@ -14,17 +14,20 @@ pub const TASK_COMM_LEN: usize = 16;
 /// default is 127).
 pub const MAX_STACK_DEPTH: usize = 127;
 
-/// Bits of the `ACTIVE_BUFFER` word, which userspace writes and the sampler reads on
+/// Indices into the `ACTIVE_BUFFER` array, which userspace writes and the sampler reads on
 /// every sample.
-pub mod control {
-    /// `ACTIVE_BUFFER` index of the control word (these bits).
-    pub const WORD: u32 = 0;
-    /// `ACTIVE_BUFFER` index of the unwind epoch: userspace changes it after every write
-    /// of `UNWIND_PROCS`/`UNWIND_MAPPINGS`, so that while it holds, the unwinder may trust
-    /// its per-CPU copy of the last process's slot and generation without reading them.
-    /// In the control word's map, so that it shares the cache line the sampler reads
-    /// anyway.
+pub mod control_index {
+    /// The control flags ([`control_flags`](super::control_flags)).
+    pub const FLAGS: u32 = 0;
+    /// The unwind epoch: userspace changes it after every write of
+    /// `UNWIND_PROCS`/`UNWIND_MAPPINGS`, so that while it holds, the unwinder may trust its
+    /// per-CPU copy of the last process's slot and generation without reading them. In
+    /// the flags' map, so that it shares the cache line the sampler reads anyway.
     pub const UNWIND_EPOCH: u32 = 1;
+}
+
+/// Bits of the control flags, `ACTIVE_BUFFER[control_index::FLAGS]`.
+pub mod control_flags {
     /// The buffer pair samples go to (0 or 1); flipped before each drain.
     pub const BUFFER: u32 = 1;
     /// Set once userspace has registered a Go process: until then the sampler skips the

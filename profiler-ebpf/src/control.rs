@@ -1,25 +1,28 @@
-//! The control map userspace writes and every sample reads: which buffer samples go to,
-//! which runtimes' lookups are on (`profiler_common::control`), and the unwind epoch.
+//! The control map userspace writes and every sample reads: the control flags (which
+//! buffer samples go to, which runtimes' lookups are on: `profiler_common::control_flags`)
+//! and the unwind epoch.
 
 use aya_ebpf::{macros::map, maps::Array};
-use profiler_common::control;
+use profiler_common::control_index;
 
-/// Index 0: the control word (`profiler_common::control`): which buffer samples go to,
-/// and whether any Go process is registered; index 1: the unwind epoch.
+/// Indexed by `profiler_common::control_index`: the control flags and the unwind epoch.
 #[map]
 pub static ACTIVE_BUFFER: Array<u32> = Array::with_max_entries(2, 0);
 
-/// The control word.
+/// The control flags (`profiler_common::control_flags`).
 #[inline(always)]
-pub fn word() -> u32 {
-    ACTIVE_BUFFER.get(control::WORD).copied().unwrap_or(0)
+pub fn flags() -> u32 {
+    ACTIVE_BUFFER
+        .get(control_index::FLAGS)
+        .copied()
+        .unwrap_or(0)
 }
 
-/// The unwind epoch (see `profiler_common::control::UNWIND_EPOCH`).
+/// The unwind epoch (see `profiler_common::control_index::UNWIND_EPOCH`).
 #[inline(always)]
 pub fn unwind_epoch() -> u32 {
     ACTIVE_BUFFER
-        .get(control::UNWIND_EPOCH)
+        .get(control_index::UNWIND_EPOCH)
         .copied()
         .unwrap_or(0)
 }

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, PerfEventContext, RawTracePointContext},
 };
 use profiler_common::{
-    control, defaults, proc_event, ProcEvent, SampleKey, Stat, UserStack, MAX_STACK_DEPTH,
+    control_flags, defaults, proc_event, ProcEvent, SampleKey, Stat, UserStack, MAX_STACK_DEPTH,
     STAT_COUNT,
 };
 
@@ -193,17 +193,17 @@ fn try_sample(ctx: &PerfEventContext) -> Result<(), ()> {
     }
     // The low two bits of CS are the privilege level the CPU was interrupted in.
     let user_mode = unsafe { (*ctx.ctx).regs.cs } & 3 == 3;
-    let control = crate::control::word();
-    let buffer = control & control::BUFFER;
+    let flags = crate::control::flags();
+    let buffer = flags & control_flags::BUFFER;
 
     // Everything that does not depend on the buffer comes first: the verifier checks code
     // after the buffer's branch once per branch, and this is the expensive part.
-    let go_labels = if control & control::GO_PROCESSES != 0 {
+    let go_labels = if flags & control_flags::GO_PROCESSES != 0 {
         crate::golabels::current_labels(tgid, buffer, count_dynamic)
     } else {
         0
     };
-    let (python_stack, python_flags) = if control & control::PY_PROCESSES != 0 {
+    let (python_stack, python_flags) = if flags & control_flags::PY_PROCESSES != 0 {
         crate::python::current_stack(tgid, count_dynamic)
     } else {
         (0, 0)

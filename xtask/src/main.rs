@@ -4,6 +4,7 @@
 //! Debian packages, the UI's npm packages) and is quick when there is nothing to do.
 
 mod bench;
+mod cycles;
 mod demo;
 mod run;
 mod setup;
@@ -116,8 +117,9 @@ fn main() -> anyhow::Result<()> {
         } => {
             setup::all(true)?;
             if !no_lint {
-                step("checking formatting and lints");
+                step("checking formatting, import cycles and lints");
                 run(cargo().args(["fmt", "--all", "--check"]))?;
+                cycles::check(&root())?;
                 run(cargo().args([
                     "clippy",
                     "--workspace",

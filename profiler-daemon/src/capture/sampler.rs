@@ -16,7 +16,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    control, defaults, names,
+    control_flags, control_index, defaults, names,
     python::{PyFrame, PyProcess, PyStack},
     GoLabelSetKey, GoLabels, GoOffsets, ProcEvent, SampleKey, Stat, UserStack, STAT_COUNT,
 };
@@ -154,6 +154,8 @@ pub struct Sampler {
     counts: [HashMap<MapData, SampleKey, u64>; 2],
     stacks: [StackTraceMap<MapData>; 2],
     active_buffer: Array<MapData, u32>,
+    /// The control flags (`control_flags` bits) last written to
+    /// `ACTIVE_BUFFER[control_index::FLAGS]`.
     active: u32,
     // The program holds the filter map; kept so its contents can be inspected/extended.
     _pid_filter: HashMap<MapData, u32, u8>,
@@ -358,10 +360,10 @@ impl Sampler {
         self.go_procs
             .insert(tgid, offsets, 0)
             .context("the Go process map is full")?;
-        if self.active & control::GO_PROCESSES == 0 {
-            self.active |= control::GO_PROCESSES;
+        if self.active & control_flags::GO_PROCESSES == 0 {
+            self.active |= control_flags::GO_PROCESSES;
             self.active_buffer
-                .set(control::WORD, self.active, 0)
+                .set(control_index::FLAGS, self.active, 0)
                 .context("enabling Go label reading failed")?;
         }
         Ok(())
@@ -377,10 +379,10 @@ impl Sampler {
         self.py_procs
             .insert(tgid, process, 0)
             .context("the Python process map is full")?;
-        if self.active & control::PY_PROCESSES == 0 {
-            self.active |= control::PY_PROCESSES;
+        if self.active & control_flags::PY_PROCESSES == 0 {
+            self.active |= control_flags::PY_PROCESSES;
             self.active_buffer
-                .set(control::WORD, self.active, 0)
+                .set(control_index::FLAGS, self.active, 0)
                 .context("enabling Python frame reading failed")?;
         }
         Ok(())
@@ -433,10 +435,10 @@ impl Sampler {
     /// evict it; a key whose stack was evicted before its first drain is deleted. Kernel
     /// stacks stay until the retention policy clears them, with the keys that name them.
     pub fn drain(&mut self) -> anyhow::Result<Vec<RawSample>> {
-        let old = (self.active & control::BUFFER) as usize;
-        self.active ^= control::BUFFER;
+        let old = (self.active & control_flags::BUFFER) as usize;
+        self.active ^= control_flags::BUFFER;
         self.active_buffer
-            .set(control::WORD, self.active, 0)
+            .set(control_index::FLAGS, self.active, 0)
             .context("switching the active sample buffer failed")?;
         thread::sleep(FLIP_GRACE);
 
@@ -812,7 +814,7 @@ mod tests {
         let evicted = sampler.stats().unwrap().get(Stat::UserStackEvicted);
         assert!(evicted > 0, "nothing evicted from a map of 8 stacks");
         assert_eq!(evicted, with_hash - resolved);
-        let drained = ((sampler.active & control::BUFFER) ^ 1) as usize;
+        let drained = ((sampler.active & control_flags::BUFFER) ^ 1) as usize;
         assert!(
             buffer_keys(&sampler, drained)
                 .iter()
@@ -846,7 +848,7 @@ mod tests {
         let mut drained = 0;
         for _ in 0..4 {
             spin_distinct(100);
-            let buffer = (sampler.active & control::BUFFER) as usize;
+            let buffer = (sampler.active & control_flags::BUFFER) as usize;
             let samples = sampler.drain().unwrap();
             assert!(
                 samples.iter().all(|s| s.count > 0),
@@ -901,7 +903,7 @@ mod tests {
         spin_in_syscalls(300);
         spin_distinct(100);
         sampler.stop().unwrap();
-        let buffer = (sampler.active & control::BUFFER) as usize;
+        let buffer = (sampler.active & control_flags::BUFFER) as usize;
         let samples = sampler.drain().unwrap();
         let kernel_stacks = samples
             .iter()

@@ -414,7 +414,7 @@ impl FreeList {
 
 /// The real maps: `UNWIND_ROWS` mmapped, `UNWIND_PROCS` and `UNWIND_MAPPINGS` through
 /// syscalls, and the unwind epoch in the sampler's control map, changed after every
-/// write of the other two (`profiler_common::control::UNWIND_EPOCH`).
+/// write of the other two (`profiler_common::control_index::UNWIND_EPOCH`).
 pub struct BpfUnwindMaps {
     rows_len: u32,
     rows_map: aya::maps::MapData,
@@ -459,9 +459,9 @@ impl BpfUnwindMaps {
     /// Tells every CPU that its memory of a process's slot and generation may be stale.
     fn bump_epoch(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
-        if let Err(e) = self
-            .control
-            .set(profiler_common::control::UNWIND_EPOCH, self.epoch, 0)
+        if let Err(e) =
+            self.control
+                .set(profiler_common::control_index::UNWIND_EPOCH, self.epoch, 0)
         {
             log::warn!("updating the unwind epoch failed: {e}");
         }
@@ -471,7 +471,7 @@ impl BpfUnwindMaps {
     #[cfg(test)]
     pub fn epoch(&self) -> u32 {
         self.control
-            .get(&profiler_common::control::UNWIND_EPOCH, 0)
+            .get(&profiler_common::control_index::UNWIND_EPOCH, 0)
             .unwrap()
     }
 }

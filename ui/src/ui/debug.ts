@@ -1,5 +1,25 @@
 // `window.__kilnDebug`: a hook for end-to-end tests (no pixel reading needed).
-import type { FlameGraph, RenderedNode } from './flamegraph';
+
+/** A node a flame graph drew, as the hook reports it. */
+export interface RenderedNode {
+  name: string;
+  level: number;
+  x: number;
+  width: number;
+  color: string;
+  total: number;
+  self: number;
+  /** Diff graphs only. */
+  diffPercent?: number;
+  diffClass?: 'grew' | 'shrank' | 'same';
+  leftTotal?: number;
+  rightTotal?: number;
+}
+
+/** What the hook needs of a flame graph; `FlameGraph` implements it. */
+export interface DebugGraph {
+  renderedNodes(): RenderedNode[];
+}
 
 interface KilnDebug {
   /** Ids of live flame graphs (e.g. "single", "left", "right", "diff", "callers", "callees"). */
@@ -14,7 +34,7 @@ interface KilnDebug {
   state?: unknown;
 }
 
-const graphs = new Map<string, FlameGraph>();
+const graphs = new Map<string, DebugGraph>();
 
 export const debug: KilnDebug = {
   graphs: () => [...graphs.keys()],
@@ -26,10 +46,10 @@ export const debug: KilnDebug = {
 
 (window as unknown as { __kilnDebug: KilnDebug }).__kilnDebug = debug;
 
-export function registerGraph(id: string, g: FlameGraph): void {
+export function registerGraph(id: string, g: DebugGraph): void {
   graphs.set(id, g);
 }
 
-export function unregisterGraph(id: string, g: FlameGraph): void {
+export function unregisterGraph(id: string, g: DebugGraph): void {
   if (graphs.get(id) === g) graphs.delete(id);
 }

@@ -4,28 +4,13 @@ import { diffClass, diffColor, diffPercent, layoutDiff, type DiffMode } from '..
 import { formatValue, pct, type FlameData, type FlameNode } from '../lib/flamebearer';
 import { valueUnit } from '../lib/units';
 import { FADED, nameColor } from '../lib/colors';
-import { registerGraph, unregisterGraph } from './debug';
+import { registerGraph, unregisterGraph, type RenderedNode } from './debug';
 
 export interface FlameGraphOptions {
   id: string;
   inverted?: boolean;
   onFocusChange?: (path: string) => void;
   onFunctionMenu?: (name: string, ev: MouseEvent) => void;
-}
-
-export interface RenderedNode {
-  name: string;
-  level: number;
-  x: number;
-  width: number;
-  color: string;
-  total: number;
-  self: number;
-  /** Diff graphs only. */
-  diffPercent?: number;
-  diffClass?: 'grew' | 'shrank' | 'same';
-  leftTotal?: number;
-  rightTotal?: number;
 }
 
 const ROW = 20;

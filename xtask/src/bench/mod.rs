@@ -2,10 +2,11 @@
 //!
 //! Modules: [`peers`] (perf, bcc, bpftrace: install and describe), [`watch`] (a
 //! profiler process's rusage, RSS and bpf program stats), [`workload`] (the programs
-//! being profiled), [`stats`] (rates and medians), [`report`] (tables, goals and
-//! docs/benchmarks.md), [`sampler`] (`bench sampler`), [`scale`] (`bench scale`, the
-//! agent against many processes; see that module) and [`python`] (`bench python`, Python
-//! frames against `--no-python-frames` and py-spy; see that module).
+//! being profiled), [`stats`] (rates and medians), [`results`] (what the sampler bench
+//! measured), [`report`] (tables, goals and docs/benchmarks.md), [`sampler`] (`bench
+//! sampler`), [`scale`] (`bench scale`, the agent against many processes; see that
+//! module) and [`python`] (`bench python`, Python frames against `--no-python-frames` and
+//! py-spy; see that module).
 //!
 //! `bench sampler` runs a 2-thread workload (CPU-bound or syscall-heavy) and, for each
 //! sampling frequency, records the whole host with kiln, `perf record -g` and bcc's
@@ -33,6 +34,7 @@
 mod peers;
 mod python;
 mod report;
+mod results;
 mod sampler;
 mod scale;
 mod stats;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::{
     peers::Profiler,
-    sampler::{Cell, Ctx, PairedCell, PairedRun},
+    results::{Cell, PairedCell, PairedRun},
     stats::median,
     watch::uname_r,
     SamplerArgs,
@@ -255,7 +255,7 @@ pub(super) const END: &str = "<!-- bench:sampler:end -->";
 pub(super) fn doc_section(
     env: &Environment,
     args: &SamplerArgs,
-    ctx: &Ctx,
+    duration: u64,
     table: &str,
     verdict: &str,
     elapsed: u64,
@@ -279,7 +279,7 @@ pub(super) fn doc_section(
         env.commit,
         env.versions.join(", "),
         args.reps,
-        ctx.duration,
+        duration,
         args.frequencies,
         elapsed.div_ceil(60),
     );

@@ -15,7 +15,8 @@ use anyhow::{bail, Context as _};
 use super::{
     peers::{setup_peers, Profiler},
     report::{doc_section, paired_table, table, verdict, write_doc, Environment},
-    stats::{median, rate, Rate},
+    results::{Cell, PairedCell, PairedRun, Run},
+    stats::{rate, Rate},
     watch::{end_child, now_ns, run_watched, wait_sampling, BpfStats, ProgStats, Usage, Watch},
     workload::{build_workload, Workload},
     SamplerArgs,
@@ -24,24 +25,6 @@ use crate::{root, step};
 
 // ---------------------------------------------------------------------------------------
 // One cell
-
-#[derive(Default, Clone, Debug)]
-pub(super) struct Run {
-    pub(super) baseline_ops: f64,
-    /// Loss of ops per workload CPU-second in the sampling window: the in-line cost.
-    pub(super) inline_loss: f64,
-    /// Loss of ops per wall-clock second in the sampling window.
-    pub(super) steady_loss: f64,
-    pub(super) whole_loss: f64,
-    pub(super) bpf_ns: Option<f64>,
-    pub(super) samples: Option<u64>,
-    pub(super) cpu_s: f64,
-    pub(super) post_cpu_s: f64,
-    pub(super) maxrss_kb: u64,
-    pub(super) max_anon_kb: u64,
-    pub(super) stats_reenabled: u32,
-    pub(super) ok: bool,
-}
 
 pub(super) struct Ctx {
     pub(super) kiln: PathBuf,
@@ -182,15 +165,6 @@ pub(super) fn profile_once(ctx: &Ctx, mode: &str, hz: u64, p: Profiler) -> anyho
 // ---------------------------------------------------------------------------------------
 // Paired: kiln and bcc at once
 
-/// BPF time per sample of kiln and bcc over the same window (one repetition).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct PairedRun {
-    pub(super) kiln_ns: f64,
-    pub(super) bcc_ns: f64,
-    pub(super) kiln_samples: u64,
-    pub(super) bcc_samples: u64,
-}
-
 pub(super) fn paired_once(ctx: &Ctx, mode: &str, hz: u64) -> anyhow::Result<PairedRun> {
     let dir = ctx.out.join(format!("{mode}-{hz}-paired"));
     let _ = fs::remove_dir_all(&dir);
@@ -271,20 +245,6 @@ pub(super) fn paired_once(ctx: &Ctx, mode: &str, hz: u64) -> anyhow::Result<Pair
     result
 }
 
-pub(super) struct PairedCell {
-    pub(super) mode: String,
-    pub(super) hz: u64,
-    pub(super) runs: Vec<PairedRun>,
-    pub(super) errors: Vec<String>,
-}
-
-impl PairedCell {
-    /// Median of the per-repetition kiln/bcc ratios.
-    pub(super) fn ratio(&self) -> Option<f64> {
-        median(self.runs.iter().map(|r| r.kiln_ns / r.bcc_ns).collect())
-    }
-}
-
 pub(super) fn paired(ctx: &Ctx, args: &SamplerArgs) -> Vec<PairedCell> {
     let mut cells: Vec<PairedCell> = args
         .workloads
@@ -333,21 +293,6 @@ pub(super) fn paired(ctx: &Ctx, args: &SamplerArgs) -> Vec<PairedCell> {
         }
     }
     cells
-}
-
-pub(super) struct Cell {
-    pub(super) mode: String,
-    pub(super) hz: u64,
-    pub(super) profiler: Profiler,
-    pub(super) runs: Vec<Run>,
-    pub(super) errors: Vec<String>,
-    pub(super) skipped: Option<String>,
-}
-
-impl Cell {
-    pub(super) fn med(&self, f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
-        median(self.runs.iter().filter_map(&f).collect())
-    }
 }
 
 pub(super) fn run(args: SamplerArgs) -> anyhow::Result<()> {
@@ -480,7 +425,7 @@ pub(super) fn run(args: SamplerArgs) -> anyhow::Result<()> {
     let verdict = verdict(&cells, &paired);
     println!("\n{table}\n{verdict}");
     if args.write_doc {
-        let section = doc_section(&env, &args, &ctx, &table, &verdict, elapsed);
+        let section = doc_section(&env, &args, ctx.duration, &table, &verdict, elapsed);
         let doc = root().join("docs/benchmarks.md");
         write_doc(&doc, &section)?;
         step(&format!("results written to {}", doc.display()));
